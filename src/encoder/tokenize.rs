@@ -1,0 +1,69 @@
+//! Tokenization: a HuggingFace `tokenizer.json` with hermes' own truncation and no padding.
+//!
+//! The packaged MiniLM `tokenizer.json` pads and truncates to a fixed 128 tokens. hermes turns
+//! its padding off (the encoder pads each batch to its own longest member, so short texts do
+//! not pay for long ones) and truncates at the configured `max_tokens`, recording per text
+//! whether anything was cut.
+
+use std::path::Path;
+
+use tokenizers::{TruncationDirection, TruncationParams, TruncationStrategy};
+
+use super::EncoderError;
+
+/// One text as the model sees it: token ids including `[CLS]` and `[SEP]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenizedText {
+    pub ids: Vec<u32>,
+    /// True when the text had more than `max_tokens` tokens and was cut.
+    pub truncated: bool,
+}
+
+/// A thread-safe tokenizer configured for hermes.
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    max_tokens: usize,
+}
+
+impl Tokenizer {
+    pub fn from_file(path: &Path, max_tokens: usize) -> Result<Self, EncoderError> {
+        let load_err = |message: String| EncoderError::Load {
+            file: path.to_path_buf(),
+            message,
+        };
+        if max_tokens < 2 {
+            return Err(load_err(format!(
+                "max_tokens must be at least 2 (got {max_tokens})"
+            )));
+        }
+        let mut inner =
+            tokenizers::Tokenizer::from_file(path).map_err(|e| load_err(e.to_string()))?;
+        inner.with_padding(None);
+        inner
+            .with_truncation(Some(TruncationParams {
+                max_length: max_tokens,
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+                direction: TruncationDirection::Right,
+            }))
+            .map_err(|e| load_err(e.to_string()))?;
+        Ok(Self { inner, max_tokens })
+    }
+
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens
+    }
+
+    /// Tokenizes one text. Any Rust string is accepted: control characters (NUL included) are
+    /// dropped by BERT's normaliser and an empty text becomes `[CLS] [SEP]`.
+    pub fn encode(&self, text: &str) -> Result<TokenizedText, EncoderError> {
+        let enc = self
+            .inner
+            .encode_fast(text, true)
+            .map_err(|e| EncoderError::Tokenize(e.to_string()))?;
+        Ok(TokenizedText {
+            ids: enc.get_ids().to_vec(),
+            truncated: !enc.get_overflowing().is_empty(),
+        })
+    }
+}
