@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BIN := target/release/hermes
 
-.PHONY: setup build serve test bench bench-encoder fmt lint
+.PHONY: setup build serve test bench bench-encoder bench-quantize bench-fit fmt lint bundle eval
 
 setup:
 	bash scripts/setup.sh
@@ -18,10 +18,16 @@ serve: build
 test: setup
 	$(CARGO) test --release --locked
 
-bench: bench-encoder
+bench: bench-encoder bench-quantize bench-fit
 
 bench-encoder: setup
 	$(CARGO) bench --locked --bench encoder
+
+bench-quantize:
+	$(CARGO) bench --locked --bench quantize
+
+bench-fit:
+	$(CARGO) bench --locked --bench fit
 
 fmt:
 	$(CARGO) fmt
@@ -29,3 +35,18 @@ fmt:
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --release --all-targets --locked -- -D warnings
+
+# Refit the default bundle from scratch (embeds the whole wiki corpus: ~8 minutes on 2 cores).
+# Same machine + seed → byte-identical codebooks.safetensors and manifest.json.
+bundle: build
+	$(BIN) fit --input .cache/data/wiki.jsonl --out models/minilm-wiki --name minilm-wiki \
+		--save-embeddings .cache/data/wiki.npy
+	$(BIN) eval --bundle models/minilm-wiki --input .cache/data/wiki.jsonl \
+		--embeddings .cache/data/wiki.npy --json target/eval-minilm-wiki.json
+
+# Evaluate the default bundle on the wiki corpus (reuses the embeddings `make bundle` saved).
+eval: build
+	@test -f .cache/data/wiki.npy || $(BIN) fit --input .cache/data/wiki.jsonl --out target/scratch-bundle \
+		--save-embeddings .cache/data/wiki.npy
+	$(BIN) eval --bundle models/minilm-wiki --input .cache/data/wiki.jsonl \
+		--embeddings .cache/data/wiki.npy --json target/eval-minilm-wiki.json

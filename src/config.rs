@@ -1,6 +1,7 @@
 //! The command line: one clap struct per subcommand, every flag also read from `HERMES_<FLAG>`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -20,7 +21,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Embed texts with the bundle's encoder and print the vectors (a smoke test of the stack).
+    /// Serve the HTTP API (see DESIGN.md) for one bundle.
+    Serve(Box<ServeArgs>),
+    /// Print the OpenAPI document the server publishes at /openapi.json.
+    Openapi,
+    /// Fit a bundle (transform + residual codebooks) on a JSONL corpus.
+    Fit(FitArgs),
+    /// Measure a bundle on a labeled JSONL corpus (markdown on stdout, optional JSON).
+    Eval(EvalArgs),
+    /// Embed texts with the bundle's encoder and print the first dimensions (a smoke test).
     Embed(EmbedArgs),
 }
 
@@ -36,6 +45,90 @@ pub struct RuntimeArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct FitArgs {
+    /// Corpus: JSONL, one object a line with a string text field.
+    #[arg(long, env = "HERMES_INPUT")]
+    pub input: PathBuf,
+    /// Output bundle directory (created; encoder and tokenizer are copied into it).
+    #[arg(long, env = "HERMES_OUT")]
+    pub out: PathBuf,
+    /// Codebook sizes per level, coarse first.
+    #[arg(
+        long,
+        env = "HERMES_LEVELS",
+        value_delimiter = ',',
+        default_value = "64,64,32"
+    )]
+    pub levels: Vec<usize>,
+    /// JSON field holding the text.
+    #[arg(long, env = "HERMES_TEXT_FIELD", default_value = "text")]
+    pub text_field: String,
+    /// Seed for k-means++ seeding: same seed, same corpus, same machine → same bytes.
+    #[arg(long, env = "HERMES_SEED", default_value_t = 0)]
+    pub seed: u64,
+    /// Lloyd iterations per level at most.
+    #[arg(long, env = "HERMES_MAX_ITER", default_value_t = 100)]
+    pub max_iter: usize,
+    /// Transform output dimension: the top principal components kept (0 keeps all). 128 is
+    /// the measured default (README: same L1 AMI as 384, a third of the quantizer's work).
+    #[arg(long, env = "HERMES_DIM", default_value_t = 128)]
+    pub dim: usize,
+    /// Whitening strength in [0, 1] (0: rotation only; 1: full whitening).
+    #[arg(long, env = "HERMES_WHITEN", default_value_t = 0.0)]
+    pub whiten: f32,
+    /// Precomputed embeddings (.npy, float32 [documents, dim], rows in corpus order): skips encoding.
+    #[arg(long, env = "HERMES_EMBEDDINGS")]
+    pub embeddings: Option<PathBuf>,
+    /// Also write the corpus embeddings to this .npy file (to reuse with --embeddings).
+    #[arg(long, env = "HERMES_SAVE_EMBEDDINGS")]
+    pub save_embeddings: Option<PathBuf>,
+    /// Bundle name in the manifest; default: the output directory's name.
+    #[arg(long, env = "HERMES_NAME")]
+    pub name: Option<String>,
+    /// Bundle whose encoder.onnx and tokenizer.json the new bundle uses.
+    #[arg(long, env = "HERMES_ENCODER_FROM", default_value = DEFAULT_BUNDLE)]
+    pub encoder_from: PathBuf,
+    /// Token budget per text.
+    #[arg(long, env = "HERMES_MAX_TOKENS", default_value_t = 256)]
+    pub max_tokens: usize,
+    /// Probe texts recorded in the manifest and checked at every start-up.
+    #[arg(long, env = "HERMES_PROBES", default_value_t = 6)]
+    pub probes: usize,
+    /// Texts per encoder batch while embedding the corpus.
+    #[arg(long, env = "HERMES_BATCH", default_value_t = 32)]
+    pub batch: usize,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    #[arg(long, env = "HERMES_BUNDLE", default_value = DEFAULT_BUNDLE)]
+    pub bundle: PathBuf,
+    /// Labeled corpus: JSONL with a text field and a label field.
+    #[arg(long, env = "HERMES_INPUT")]
+    pub input: PathBuf,
+    /// JSON field holding the reference label ("Uncategorized" and empty labels are not scored).
+    #[arg(long, env = "HERMES_LABEL_FIELD", default_value = "label")]
+    pub label_field: String,
+    #[arg(long, env = "HERMES_TEXT_FIELD", default_value = "text")]
+    pub text_field: String,
+    /// Precomputed embeddings (.npy), rows in corpus order: skips encoding.
+    #[arg(long, env = "HERMES_EMBEDDINGS")]
+    pub embeddings: Option<PathBuf>,
+    /// Write the report as JSON here too.
+    #[arg(long, env = "HERMES_JSON")]
+    pub json: Option<PathBuf>,
+    /// Seed of the flat k-means baseline.
+    #[arg(long, env = "HERMES_SEED", default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, env = "HERMES_BATCH", default_value_t = 32)]
+    pub batch: usize,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct EmbedArgs {
     /// Bundle directory holding encoder.onnx and tokenizer.json.
     #[arg(long, env = "HERMES_BUNDLE", default_value = DEFAULT_BUNDLE)]
@@ -48,4 +141,105 @@ pub struct EmbedArgs {
     /// Texts to embed.
     #[arg(required = true)]
     pub texts: Vec<String>,
+}
+
+/// Everything `hermes serve` can be told: the server's one configuration struct.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Bundle directory to serve.
+    #[arg(long, env = "HERMES_BUNDLE", default_value = DEFAULT_BUNDLE)]
+    pub bundle: PathBuf,
+    #[arg(long, env = "HERMES_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port; 0 picks a free one (the chosen address is printed on stdout).
+    #[arg(long, env = "HERMES_PORT", default_value_t = 8080)]
+    pub port: u16,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+    /// Encoder sessions, each served by one batching worker (batches that run at once).
+    #[arg(long, env = "HERMES_ENCODER_SESSIONS", default_value_t = 1)]
+    pub encoder_sessions: usize,
+
+    /// Padded tokens per encoder batch at most (must be at least the bundle's max_tokens).
+    #[arg(long, env = "HERMES_MAX_BATCH_TOKENS", default_value_t = 8192)]
+    pub max_batch_tokens: usize,
+    /// Documents per encoder batch at most.
+    #[arg(long, env = "HERMES_MAX_BATCH_DOCS", default_value_t = 32)]
+    pub max_batch_docs: usize,
+    /// Milliseconds a batch waits to fill after its first document arrived.
+    #[arg(long, env = "HERMES_MAX_WAIT_MS", default_value_t = 5)]
+    pub max_wait_ms: u64,
+    /// Documents waiting for the encoder at most; beyond that requests get 503 overloaded.
+    #[arg(long, env = "HERMES_MAX_QUEUE_DOCS", default_value_t = 1024)]
+    pub max_queue_docs: usize,
+
+    /// Documents per /v1/label request (and texts per /v1/embed request) at most.
+    #[arg(long, env = "HERMES_MAX_DOCS_PER_REQUEST", default_value_t = 256)]
+    pub max_docs_per_request: usize,
+    /// Bytes per text at most (UTF-8); longer texts are refused with 422, not truncated.
+    #[arg(long, env = "HERMES_MAX_TEXT_BYTES", default_value_t = 65536)]
+    pub max_text_bytes: usize,
+    /// Bytes per document id at most.
+    #[arg(long, env = "HERMES_MAX_ID_BYTES", default_value_t = 256)]
+    pub max_id_bytes: usize,
+    /// Ids per /v1/codes/lookup request and embeddings per /v1/quantize request at most.
+    #[arg(long, env = "HERMES_MAX_ITEMS_PER_REQUEST", default_value_t = 4096)]
+    pub max_items_per_request: usize,
+    /// Request body bytes at most (after decompression); larger bodies get 413.
+    #[arg(long, env = "HERMES_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Seconds a request may take before it is answered 503 (the NDJSON stream's body is exempt).
+    #[arg(long, env = "HERMES_REQUEST_TIMEOUT_S", default_value_t = 60)]
+    pub request_timeout_s: u64,
+    /// Lines of one NDJSON stream being labeled at once (bounds the stream's memory).
+    #[arg(long, env = "HERMES_STREAM_CONCURRENCY", default_value_t = 64)]
+    pub stream_concurrency: usize,
+
+    /// Entries in the id → code cache.
+    #[arg(long, env = "HERMES_CACHE_IDS", default_value_t = 1_000_000)]
+    pub cache_ids: u64,
+    /// Entries in the text → code cache.
+    #[arg(long, env = "HERMES_CACHE_TEXTS", default_value_t = 100_000)]
+    pub cache_texts: u64,
+    /// Seconds a cache entry lives after it is written (0: no limit).
+    #[arg(long, env = "HERMES_CACHE_TTL_S", default_value_t = 0)]
+    pub cache_ttl_s: u64,
+    /// Seconds a cache entry lives without being read (0: no limit).
+    #[arg(long, env = "HERMES_CACHE_IDLE_S", default_value_t = 0)]
+    pub cache_idle_s: u64,
+
+    /// Bearer token required on /v1/* (health, readiness, metrics and docs stay open).
+    #[arg(long, env = "HERMES_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Origins allowed by CORS (repeat or comma-separate; "*" for any). Default: CORS off.
+    #[arg(long, env = "HERMES_CORS_ORIGIN", value_delimiter = ',')]
+    pub cors_origin: Vec<String>,
+    /// Log format: text or json.
+    #[arg(long, env = "HERMES_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+    /// Seconds to finish in-flight requests after SIGTERM/SIGINT before exiting anyway.
+    #[arg(long, env = "HERMES_SHUTDOWN_TIMEOUT_S", default_value_t = 30)]
+    pub shutdown_timeout_s: u64,
+}
+
+impl ServeArgs {
+    pub fn max_wait(&self) -> Duration {
+        Duration::from_millis(self.max_wait_ms)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_s)
+    }
+
+    fn seconds(s: u64) -> Option<Duration> {
+        (s > 0).then(|| Duration::from_secs(s))
+    }
+
+    pub fn cache_ttl(&self) -> Option<Duration> {
+        Self::seconds(self.cache_ttl_s)
+    }
+
+    pub fn cache_idle(&self) -> Option<Duration> {
+        Self::seconds(self.cache_idle_s)
+    }
 }

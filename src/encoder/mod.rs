@@ -153,6 +153,35 @@ impl Encoder {
         })
     }
 
+    /// Embeds many texts in batches of `batch` texts of similar length (less padding), calling
+    /// `progress` with the number of texts done after each batch. Rows come back in input order.
+    pub fn embed_many(
+        &self,
+        texts: &[&str],
+        batch: usize,
+        mut progress: impl FnMut(usize),
+    ) -> Result<Embedded, EncoderError> {
+        let tokens = self.tokenize(texts)?;
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| (tokens[i].ids.len(), i));
+        let mut vectors = vec![0f32; texts.len() * self.dim];
+        let mut done = 0;
+        for idx in order.chunks(batch.max(1)) {
+            let refs: Vec<&TokenizedText> = idx.iter().map(|&i| &tokens[i]).collect();
+            let out = self.embed_tokens(&refs)?;
+            for (row, &i) in out.chunks_exact(self.dim).zip(idx) {
+                vectors[i * self.dim..(i + 1) * self.dim].copy_from_slice(row);
+            }
+            done += idx.len();
+            progress(done);
+        }
+        Ok(Embedded {
+            dim: self.dim,
+            vectors,
+            truncated: tokens.iter().map(|t| t.truncated).collect(),
+        })
+    }
+
     /// Runs one batch through the model, padded to its longest member. Returns `[n, dim]` row-major.
     pub fn embed_tokens(&self, batch: &[&TokenizedText]) -> Result<Vec<f32>, EncoderError> {
         if batch.is_empty() {

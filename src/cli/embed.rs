@@ -1,17 +1,11 @@
-//! What each subcommand does, in terms of the library's parts.
+//! `hermes embed`: print the first dimensions of each text's embedding.
 
 use anyhow::Result;
 
-use crate::config::{Cli, Command, EmbedArgs};
+use crate::config::EmbedArgs;
 use crate::encoder::{Encoder, EncoderConfig};
 
-pub fn run(cli: Cli) -> Result<()> {
-    match cli.command {
-        Command::Embed(args) => embed(args),
-    }
-}
-
-fn embed(args: EmbedArgs) -> Result<()> {
+pub fn run(args: EmbedArgs) -> Result<()> {
     let mut cfg = EncoderConfig::for_dir(&args.bundle);
     cfg.max_tokens = args.max_tokens;
     cfg.intra_threads = args.runtime.intra_threads;

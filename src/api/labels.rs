@@ -1,0 +1,85 @@
+//! `/v1/label`, `/v1/codes/{id}`, `/v1/codes/lookup`: labeling documents and fetching codes.
+
+use axum::Json;
+use axum::extract::State;
+
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::state::AppState;
+use super::types::{
+    CodeResponse, CodeResult, DepthQuery, LabelRequest, LabelResponse, LookupRequest,
+    LookupResponse,
+};
+
+/// Label documents.
+///
+/// Each document gets its code at the requested depth, in input order. Texts seen before (same
+/// bundle) are answered from the content cache (`cached: true`); documents with an `id` can be
+/// fetched later at any depth.
+#[utoipa::path(post, path = "/v1/label", tag = "labels", request_body = LabelRequest,
+    responses((status = 200, description = "One result per document, in input order", body = LabelResponse)))]
+pub async fn label(
+    State(app): State<AppState>,
+    ApiJson(req): ApiJson<LabelRequest>,
+) -> Result<Json<LabelResponse>, ApiError> {
+    let svc = app.service()?;
+    let depth = svc.depth(req.depth)?;
+    svc.validate_documents(&req.documents)?;
+    let results = svc.label(req.documents, depth).await?;
+    Ok(Json(LabelResponse {
+        model: svc.model_ref(),
+        results,
+    }))
+}
+
+/// Fetch a labeled document's code.
+///
+/// Answers any depth from the code stored at labeling time, without encoding. 404 when the id
+/// was never labeled (or has been evicted from the id cache).
+#[utoipa::path(get, path = "/v1/codes/{id}", tag = "labels",
+    params(("id" = String, Path, description = "The id sent with the document"), DepthQuery),
+    responses((status = 200, body = CodeResponse)))]
+pub async fn get_code(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<DepthQuery>,
+) -> Result<Json<CodeResponse>, ApiError> {
+    let svc = app.service()?;
+    let depth = svc.depth(q.depth)?;
+    svc.check_id("id", &id)?;
+    let entry = svc
+        .lookup(&id)
+        .await
+        .ok_or_else(|| ApiError::NotFound(format!("no code for id {id:?}")))?;
+    Ok(Json(CodeResponse {
+        code: svc.code_out(&entry.code, depth),
+        id,
+        model: svc.model_ref(),
+    }))
+}
+
+/// Fetch many codes by id.
+///
+/// One result per id, in input order; `null` for ids never labeled.
+#[utoipa::path(post, path = "/v1/codes/lookup", tag = "labels", request_body = LookupRequest,
+    responses((status = 200, body = LookupResponse)))]
+pub async fn lookup(
+    State(app): State<AppState>,
+    ApiJson(req): ApiJson<LookupRequest>,
+) -> Result<Json<LookupResponse>, ApiError> {
+    let svc = app.service()?;
+    let depth = svc.depth(req.depth)?;
+    svc.check_lookup(&req.ids)?;
+    let mut results = Vec::with_capacity(req.ids.len());
+    for id in req.ids {
+        let entry = svc.lookup(&id).await;
+        results.push(entry.map(|e| CodeResult {
+            code: svc.code_out(&e.code, depth),
+            id,
+        }));
+    }
+    Ok(Json(LookupResponse {
+        model: svc.model_ref(),
+        results,
+    }))
+}

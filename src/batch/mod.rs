@@ -1,0 +1,277 @@
+//! Dynamic batching: documents from all concurrent requests are gathered into encoder batches.
+//!
+//! A [`Batcher`] is a cheap cloneable handle to a bounded queue served by worker threads (one
+//! per encoder session). A request reserves queue slots for its documents up front; when the
+//! queue is full it gets [`BatchError::Overloaded`] at once instead of waiting in an unbounded
+//! line. Tokenization and inference run on the worker side, off the async runtime. A worker
+//! waits at most `max_wait` after the oldest queued document for a batch to fill, then takes a
+//! window of queued documents, sorts it by length and cuts it into batches bounded by
+//! `max_batch_docs` and `max_batch_tokens` (padded tokens), so that similar lengths share a
+//! batch and padding stays low. An embedding never depends on its batch neighbours (the
+//! encoder's padding invariance is tested), so neither does a code.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use crate::encoder::{Encoder, EncoderError, TokenizedText};
+
+/// How batches are formed and how much may wait.
+#[derive(Debug, Clone)]
+pub struct BatchConfig {
+    /// Padded tokens (longest × documents) per encoder batch at most.
+    pub max_batch_tokens: usize,
+    /// Documents per encoder batch at most.
+    pub max_batch_docs: usize,
+    /// How long a worker waits for a batch to fill after the oldest queued document arrived.
+    pub max_wait: Duration,
+    /// Documents queued or being tokenized at most; beyond that, requests are refused.
+    pub max_queue_docs: usize,
+    /// Worker threads, one per encoder session.
+    pub workers: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error("the batching queue is full ({queued} of {capacity} documents waiting); retry shortly")]
+    Overloaded { queued: usize, capacity: usize },
+    #[error("the encoder is shutting down")]
+    Closed,
+    #[error(transparent)]
+    Encoder(#[from] EncoderError),
+}
+
+/// One text's embedding as the batcher returns it.
+#[derive(Debug, Clone)]
+pub struct DocEmbedding {
+    pub vector: Vec<f32>,
+    pub truncated: bool,
+}
+
+struct Job {
+    tokens: TokenizedText,
+    enqueued: Instant,
+    reply: oneshot::Sender<Result<Vec<f32>, Arc<EncoderError>>>,
+}
+
+struct Queue {
+    jobs: VecDeque<Job>,
+    closed: bool,
+}
+
+struct Shared {
+    encoder: Arc<Encoder>,
+    config: BatchConfig,
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    /// Documents reserved: being tokenized or waiting in `queue`.
+    reserved: AtomicUsize,
+}
+
+/// Handle to the batching queue; clone freely.
+#[derive(Clone)]
+pub struct Batcher {
+    shared: Arc<Shared>,
+}
+
+impl Batcher {
+    /// Starts the worker threads. They stop after [`Batcher::close`] once the queue is empty.
+    pub fn start(encoder: Arc<Encoder>, config: BatchConfig) -> (Self, Vec<JoinHandle<()>>) {
+        let shared = Arc::new(Shared {
+            encoder,
+            config,
+            queue: Mutex::new(Queue {
+                jobs: VecDeque::new(),
+                closed: false,
+            }),
+            wake: Condvar::new(),
+            reserved: AtomicUsize::new(0),
+        });
+        let workers = (0..shared.config.workers.max(1))
+            .map(|i| {
+                let shared = shared.clone();
+                std::thread::Builder::new()
+                    .name(format!("hermes-batch-{i}"))
+                    .spawn(move || worker(&shared))
+                    .expect("spawn batch worker")
+            })
+            .collect();
+        (Self { shared }, workers)
+    }
+
+    /// Documents currently queued or being tokenized.
+    pub fn queued(&self) -> usize {
+        self.shared.reserved.load(Ordering::Relaxed)
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.shared.config.max_queue_docs
+    }
+
+    /// Stops accepting work; workers finish what is queued, then exit.
+    pub fn close(&self) {
+        let mut q = self.shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+        q.closed = true;
+        self.shared.wake.notify_all();
+    }
+
+    /// Embeds `texts`, in order. Refuses at once when the queue has no room for all of them.
+    pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<DocEmbedding>, BatchError> {
+        let n = texts.len();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let capacity = self.shared.config.max_queue_docs;
+        let mut current = self.shared.reserved.load(Ordering::Relaxed);
+        loop {
+            if current + n > capacity {
+                metrics::counter!("hermes_overloaded_total").increment(1);
+                return Err(BatchError::Overloaded {
+                    queued: current,
+                    capacity,
+                });
+            }
+            match self.shared.reserved.compare_exchange_weak(
+                current,
+                current + n,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => current = now,
+            }
+        }
+        // Tokenize and enqueue on a blocking thread; the reservation is released by the worker
+        // that takes each job (or here, if tokenization fails), never by a dropped request.
+        let shared = self.shared.clone();
+        let enqueued = tokio::task::spawn_blocking(move || enqueue(&shared, &texts))
+            .await
+            .map_err(|_| BatchError::Closed)?;
+        let (receivers, truncated) = match enqueued {
+            Ok(v) => v,
+            Err(e) => {
+                self.shared.reserved.fetch_sub(n, Ordering::AcqRel);
+                return Err(e);
+            }
+        };
+        let mut out = Vec::with_capacity(n);
+        for (rx, truncated) in receivers.into_iter().zip(truncated) {
+            let vector = rx
+                .await
+                .map_err(|_| BatchError::Closed)?
+                .map_err(|e| BatchError::Encoder(EncoderError::Inference(e.to_string())))?;
+            out.push(DocEmbedding { vector, truncated });
+        }
+        Ok(out)
+    }
+}
+
+type Receivers = Vec<oneshot::Receiver<Result<Vec<f32>, Arc<EncoderError>>>>;
+
+fn enqueue(shared: &Shared, texts: &[String]) -> Result<(Receivers, Vec<bool>), BatchError> {
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let tokens = shared.encoder.tokenize(&refs)?;
+    let now = Instant::now();
+    let mut q = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+    if q.closed {
+        return Err(BatchError::Closed);
+    }
+    let mut receivers = Vec::with_capacity(tokens.len());
+    let mut truncated = Vec::with_capacity(tokens.len());
+    for t in tokens {
+        let (tx, rx) = oneshot::channel();
+        truncated.push(t.truncated);
+        q.jobs.push_back(Job {
+            tokens: t,
+            enqueued: now,
+            reply: tx,
+        });
+        receivers.push(rx);
+    }
+    metrics::gauge!("hermes_queue_docs").set(q.jobs.len() as f64);
+    shared.wake.notify_all();
+    Ok((receivers, truncated))
+}
+
+/// Takes the next window of jobs: waits for work, then up to `max_wait` for a batch to fill.
+fn next_window(shared: &Shared) -> Option<Vec<Job>> {
+    let cfg = &shared.config;
+    let mut q = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        if let Some(oldest) = q.jobs.front() {
+            let deadline = oldest.enqueued + cfg.max_wait;
+            let now = Instant::now();
+            if q.jobs.len() >= cfg.max_batch_docs || now >= deadline || q.closed {
+                break;
+            }
+            q = shared
+                .wake
+                .wait_timeout(q, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        } else if q.closed {
+            return None;
+        } else {
+            q = shared.wake.wait(q).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+    // A window of a few batches lets length-sorting group similar documents.
+    let take = q.jobs.len().min(cfg.max_batch_docs * 4);
+    let window: Vec<Job> = q.jobs.drain(..take).collect();
+    metrics::gauge!("hermes_queue_docs").set(q.jobs.len() as f64);
+    drop(q);
+    shared.reserved.fetch_sub(window.len(), Ordering::AcqRel);
+    Some(window)
+}
+
+fn worker(shared: &Shared) {
+    let cfg = &shared.config;
+    while let Some(mut window) = next_window(shared) {
+        window.sort_by_key(|j| j.tokens.ids.len());
+        let mut rest = window.into_iter().peekable();
+        while let Some(first) = rest.next() {
+            // Grow the batch while documents × longest stays within the token budget.
+            let mut batch = vec![first];
+            while let Some(next) = rest.peek() {
+                let fits = batch.len() < cfg.max_batch_docs
+                    && (batch.len() + 1) * next.tokens.ids.len() <= cfg.max_batch_tokens;
+                if !fits {
+                    break;
+                }
+                batch.extend(rest.next());
+            }
+            run_batch(shared, batch);
+        }
+    }
+}
+
+fn run_batch(shared: &Shared, jobs: Vec<Job>) {
+    let refs: Vec<&TokenizedText> = jobs.iter().map(|j| &j.tokens).collect();
+    let longest = refs.iter().map(|t| t.ids.len()).max().unwrap_or(0);
+    let started = Instant::now();
+    let result = shared.encoder.embed_tokens(&refs);
+    metrics::histogram!("hermes_encoder_batch_seconds").record(started.elapsed().as_secs_f64());
+    metrics::histogram!("hermes_batch_docs").record(jobs.len() as f64);
+    metrics::histogram!("hermes_batch_tokens").record((longest * jobs.len()) as f64);
+    // A send fails only when the request went away; there is nothing left to tell it.
+    match result {
+        Ok(vectors) => {
+            for (job, row) in jobs
+                .into_iter()
+                .zip(vectors.chunks_exact(shared.encoder.dim()))
+            {
+                let _ = job.reply.send(Ok(row.to_vec()));
+            }
+        }
+        Err(e) => {
+            let e = Arc::new(e);
+            for job in jobs {
+                let _ = job.reply.send(Err(e.clone()));
+            }
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! `manifest.json`: what a bundle is made of, how it was fitted, and the probes that prove it
+//! still codes the way it did when it was written.
+
+use serde::{Deserialize, Serialize};
+
+use crate::eval::stats::LevelStats;
+use crate::fit::KMeansStats;
+
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub name: String,
+    pub encoder: EncoderEntry,
+    pub tokenizer: FileEntry,
+    pub transform: TransformEntry,
+    /// Codebook size per level, coarse first.
+    pub levels: Vec<usize>,
+    pub codebooks: FileEntry,
+    /// Short digest over codebooks, encoder, tokenizer and max_tokens: codes are comparable
+    /// only between equal fingerprints.
+    pub fingerprint: String,
+    pub fit: FitInfo,
+    /// Texts with their full codes, re-coded and compared at start-up.
+    pub probes: Vec<Probe>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileEntry {
+    pub file: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EncoderEntry {
+    pub file: String,
+    pub sha256: String,
+    /// Embedding width the encoder produces.
+    pub dim: usize,
+    /// Token budget per text (special tokens included); part of the fingerprint.
+    pub max_tokens: usize,
+    /// Pooling baked into the graph; only "mean" (L2-normalised) exists.
+    pub pooling: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TransformEntry {
+    /// "pca": centring + principal rotation, optionally reduced and partially whitened.
+    pub kind: String,
+    pub in_dim: usize,
+    pub out_dim: usize,
+    /// Whitening strength α (0 = rotation only).
+    pub whiten: f32,
+    /// Share of the corpus variance the kept components explain.
+    pub explained_variance: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FitInfo {
+    /// File name of the corpus (no directories: they would leak a machine's layout).
+    pub corpus: String,
+    pub n_docs: usize,
+    pub seed: u64,
+    pub max_iter: usize,
+    /// One entry per level: how its k-means run went.
+    pub kmeans: Vec<KMeansStats>,
+    /// One entry per depth: utilization, perplexity, cells, relative error on the fit corpus.
+    pub stats: Vec<LevelStats>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Probe {
+    pub text: String,
+    pub code: Vec<u32>,
+}

@@ -1,0 +1,56 @@
+//! `hermes eval`: code a labeled corpus with a bundle and report statistics and agreement.
+
+use anyhow::{Result, bail};
+
+use crate::bundle::{LoadOptions, Model};
+use crate::config::EvalArgs;
+use crate::corpus::{read_jsonl, read_npy};
+use crate::eval::report::{EvalInput, evaluate};
+
+pub fn run(args: EvalArgs) -> Result<()> {
+    let options = LoadOptions {
+        ort_lib: args.runtime.ort_lib.clone(),
+        intra_threads: args.runtime.intra_threads,
+        sessions: 1,
+    };
+    let model = Model::load(&args.bundle, &options)?;
+    let docs = read_jsonl(&args.input, &args.text_field, Some(&args.label_field))?;
+    let dim = model.encoder.dim();
+    let e = match &args.embeddings {
+        Some(path) => {
+            let (e, d) = read_npy(path)?;
+            if d != dim || e.len() / dim != docs.len() {
+                bail!(
+                    "{}: shape [{}, {d}] does not match {} documents of dim {dim}",
+                    path.display(),
+                    e.len() / d.max(1),
+                    docs.len()
+                );
+            }
+            e
+        }
+        None => {
+            let texts: Vec<&str> = docs.iter().map(|d| d.text.as_str()).collect();
+            super::embed_with_progress(&model.encoder, &texts, args.batch)?.vectors
+        }
+    };
+    let codes = model.code_embeddings(&e)?;
+    let z = model.transform.apply(&e);
+    let labels: Vec<Option<String>> = docs.into_iter().map(|d| d.label).collect();
+    let report = evaluate(&EvalInput {
+        bundle: model.name().to_string(),
+        fingerprint: model.fingerprint().to_string(),
+        e: &e,
+        e_dim: dim,
+        z: &z,
+        codes: &codes,
+        labels: &labels,
+        quantizer: &model.quantizer,
+        seed: args.seed,
+    });
+    print!("{}", report.markdown());
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")?;
+    }
+    Ok(())
+}
