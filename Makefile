@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BIN := target/release/hermes
 
-.PHONY: setup build serve test bench bench-encoder bench-quantize bench-fit fmt lint bundle eval
+.PHONY: setup build serve test bench bench-encoder bench-quantize bench-fit fmt lint bundle eval openapi
 
 setup:
 	bash scripts/setup.sh
@@ -10,9 +10,9 @@ setup:
 build: setup
 	$(CARGO) build --release --locked
 
-# Serve the default bundle (smoke embedding until the service lands).
+# Serve the default bundle on 127.0.0.1:8080 (flags: `hermes serve --help`, or HERMES_* env vars).
 serve: build
-	$(BIN) embed "hello world"
+	$(BIN) serve
 
 # Tests run in release mode: one build serves tests, benches and serve, and k-means is fast.
 test: setup
@@ -28,6 +28,10 @@ bench-quantize:
 
 bench-fit:
 	$(CARGO) bench --locked --bench fit
+
+# Regenerate the committed OpenAPI document from the code.
+openapi: build
+	$(BIN) openapi > openapi/openapi.json
 
 fmt:
 	$(CARGO) fmt

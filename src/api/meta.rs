@@ -46,7 +46,7 @@ pub async fn readyz(State(app): State<AppState>) -> Result<Json<Health>, ApiErro
     responses((status = 200, content_type = "text/plain; version=0.0.4", body = String)))]
 pub async fn metrics(State(app): State<AppState>) -> Response {
     if let Some(svc) = app.loaded() {
-        svc.cache.report_entries();
+        svc.cache.report_entries().await;
         metrics::gauge!("hermes_queue_docs_reserved").set(svc.batcher.queued() as f64);
     }
     let body = app.metrics().render();

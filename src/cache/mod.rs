@@ -95,8 +95,11 @@ impl CodeCache {
         self.by_id.insert(id, code).await;
     }
 
-    /// Publishes entry counts (called when metrics are scraped).
-    pub fn report_entries(&self) {
+    /// Publishes entry counts (called when metrics are scraped). moka counts lazily, so
+    /// pending maintenance runs first.
+    pub async fn report_entries(&self) {
+        self.by_id.run_pending_tasks().await;
+        self.by_text.run_pending_tasks().await;
         metrics::gauge!("hermes_cache_entries", "cache" => "id")
             .set(self.by_id.entry_count() as f64);
         metrics::gauge!("hermes_cache_entries", "cache" => "text")
