@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BIN := target/release/hermes
 
-.PHONY: setup build serve test bench bench-encoder bench-quantize bench-fit fmt lint bundle eval openapi
+.PHONY: setup build serve test bench bench-encoder bench-quantize bench-fit fmt lint bundle eval openapi conformance
 
 setup:
 	bash scripts/setup.sh
@@ -15,8 +15,14 @@ serve: build
 	$(BIN) serve
 
 # Tests run in release mode: one build serves tests, benches and serve, and k-means is fast.
+# Then the API conformance run (schemathesis against the committed spec).
 test: setup
 	$(CARGO) test --release --locked
+	bash scripts/conformance.sh $(BIN)
+
+# schemathesis against openapi/openapi.json on a live server; non-zero on any violation.
+conformance: build
+	bash scripts/conformance.sh $(BIN)
 
 bench: bench-encoder bench-quantize bench-fit
 

@@ -8,6 +8,17 @@ use clap::{Args, Parser, Subcommand};
 /// Default bundle, relative to the working directory (the repository root for `make serve`).
 pub const DEFAULT_BUNDLE: &str = "models/minilm-wiki";
 
+/// Default request limits. The OpenAPI document states these same numbers (a test checks),
+/// so a client generated from the spec and the server agree on what is valid.
+pub mod defaults {
+    pub const MAX_DOCS_PER_REQUEST: usize = 256;
+    pub const MAX_TEXT_CHARS: usize = 16_384;
+    pub const MAX_ID_CHARS: usize = 256;
+    pub const MAX_ITEMS_PER_REQUEST: usize = 4096;
+    /// Largest magnitude accepted in a caller's embedding (encoder outputs are unit vectors).
+    pub const MAX_ABS_EMBEDDING: f32 = 1e6;
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "hermes",
@@ -173,17 +184,18 @@ pub struct ServeArgs {
     #[arg(long, env = "HERMES_MAX_QUEUE_DOCS", default_value_t = 1024)]
     pub max_queue_docs: usize,
 
-    /// Documents per /v1/label request (and texts per /v1/embed request) at most.
-    #[arg(long, env = "HERMES_MAX_DOCS_PER_REQUEST", default_value_t = 256)]
+    /// Documents per /v1/label request (texts per /v1/embed, embeddings per /v1/quantize) at most.
+    #[arg(long, env = "HERMES_MAX_DOCS_PER_REQUEST", default_value_t = defaults::MAX_DOCS_PER_REQUEST)]
     pub max_docs_per_request: usize,
-    /// Bytes per text at most (UTF-8); longer texts are refused with 422, not truncated.
-    #[arg(long, env = "HERMES_MAX_TEXT_BYTES", default_value_t = 65536)]
-    pub max_text_bytes: usize,
-    /// Bytes per document id at most.
-    #[arg(long, env = "HERMES_MAX_ID_BYTES", default_value_t = 256)]
-    pub max_id_bytes: usize,
-    /// Ids per /v1/codes/lookup request and embeddings per /v1/quantize request at most.
-    #[arg(long, env = "HERMES_MAX_ITEMS_PER_REQUEST", default_value_t = 4096)]
+    /// Characters per text at most; longer texts are refused with 422 (texts are truncated
+    /// only at the model's max_tokens).
+    #[arg(long, env = "HERMES_MAX_TEXT_CHARS", default_value_t = defaults::MAX_TEXT_CHARS)]
+    pub max_text_chars: usize,
+    /// Characters per document id at most.
+    #[arg(long, env = "HERMES_MAX_ID_CHARS", default_value_t = defaults::MAX_ID_CHARS)]
+    pub max_id_chars: usize,
+    /// Ids per /v1/codes/lookup request at most.
+    #[arg(long, env = "HERMES_MAX_ITEMS_PER_REQUEST", default_value_t = defaults::MAX_ITEMS_PER_REQUEST)]
     pub max_items_per_request: usize,
     /// Request body bytes at most (after decompression); larger bodies get 413.
     #[arg(long, env = "HERMES_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]

@@ -14,8 +14,8 @@ use crate::quantize::{Code, QuantizeError};
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_docs: usize,
-    pub max_text_bytes: usize,
-    pub max_id_bytes: usize,
+    pub max_text_chars: usize,
+    pub max_id_chars: usize,
     pub max_items: usize,
     /// Lines of one NDJSON stream in flight at once.
     pub stream_concurrency: usize,
@@ -56,6 +56,16 @@ impl From<QuantizeError> for ApiError {
             }
         }
     }
+}
+
+/// Refuses a string of more than `max` characters (counted only as far as needed).
+fn check_chars(field: &str, s: &str, max: usize) -> Result<(), ApiError> {
+    if s.len() > max && s.chars().nth(max).is_some() {
+        return Err(ApiError::Validation(format!(
+            "{field} has more than {max} characters"
+        )));
+    }
+    Ok(())
 }
 
 impl Service {
@@ -100,25 +110,11 @@ impl Service {
     }
 
     pub fn check_id(&self, field: &str, id: &str) -> Result<(), ApiError> {
-        if id.len() > self.limits.max_id_bytes {
-            return Err(ApiError::Validation(format!(
-                "{field} is {} bytes; at most {}",
-                id.len(),
-                self.limits.max_id_bytes
-            )));
-        }
-        Ok(())
+        check_chars(field, id, self.limits.max_id_chars)
     }
 
     fn check_text(&self, field: &str, text: &str) -> Result<(), ApiError> {
-        if text.len() > self.limits.max_text_bytes {
-            return Err(ApiError::Validation(format!(
-                "{field} is {} bytes; at most {}",
-                text.len(),
-                self.limits.max_text_bytes
-            )));
-        }
-        Ok(())
+        check_chars(field, text, self.limits.max_text_chars)
     }
 
     /// Checks a whole label request before any work starts.
@@ -211,7 +207,7 @@ impl Service {
         embeddings: &[Vec<f32>],
         depth: usize,
     ) -> Result<Vec<CodeOut>, ApiError> {
-        self.check_count("embeddings", embeddings.len(), self.limits.max_items)?;
+        self.check_count("embeddings", embeddings.len(), self.limits.max_docs)?;
         let dim = self.model.transform.in_dim;
         if let Some(i) = embeddings.iter().position(|e| e.len() != dim) {
             return Err(ApiError::Validation(format!(
@@ -220,6 +216,13 @@ impl Service {
             )));
         }
         let flat: Vec<f32> = embeddings.iter().flatten().copied().collect();
+        let limit = crate::config::defaults::MAX_ABS_EMBEDDING;
+        if let Some(pos) = flat.iter().position(|x| x.is_finite() && x.abs() > limit) {
+            return Err(ApiError::Validation(format!(
+                "embeddings[{}] has a value beyond ±{limit:e}",
+                pos / dim
+            )));
+        }
         let codes = self.model.code_embeddings(&flat)?;
         Ok(codes.iter().map(|c| self.code_out(c, depth)).collect())
     }

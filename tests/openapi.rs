@@ -36,3 +36,48 @@ fn committed_openapi_equals_generated() {
         );
     }
 }
+
+#[test]
+fn spec_limits_are_the_server_defaults() {
+    use hermes::config::defaults::*;
+    let spec: serde_json::Value = serde_json::from_str(hermes::api::openapi_json()).unwrap();
+    let s = &spec["components"]["schemas"];
+    assert_eq!(
+        s["LabelRequest"]["properties"]["documents"]["maxItems"],
+        MAX_DOCS_PER_REQUEST
+    );
+    assert_eq!(
+        s["DocumentIn"]["properties"]["text"]["maxLength"],
+        MAX_TEXT_CHARS
+    );
+    assert_eq!(
+        s["DocumentIn"]["properties"]["id"]["maxLength"],
+        MAX_ID_CHARS
+    );
+    assert_eq!(
+        s["StreamLine"]["properties"]["text"]["maxLength"],
+        MAX_TEXT_CHARS
+    );
+    assert_eq!(
+        s["EmbedRequest"]["properties"]["texts"]["maxItems"],
+        MAX_DOCS_PER_REQUEST
+    );
+    assert_eq!(
+        s["EmbedRequest"]["properties"]["texts"]["items"]["maxLength"],
+        MAX_TEXT_CHARS
+    );
+    assert_eq!(
+        s["LookupRequest"]["properties"]["ids"]["maxItems"],
+        MAX_ITEMS_PER_REQUEST
+    );
+    assert_eq!(
+        s["LookupRequest"]["properties"]["ids"]["items"]["maxLength"],
+        MAX_ID_CHARS
+    );
+    let emb = &s["QuantizeRequest"]["properties"]["embeddings"];
+    assert_eq!(emb["maxItems"], MAX_DOCS_PER_REQUEST);
+    assert_eq!(
+        emb["items"]["items"]["maximum"].as_f64().unwrap(),
+        f64::from(MAX_ABS_EMBEDDING)
+    );
+}

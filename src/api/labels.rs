@@ -7,7 +7,7 @@ use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::state::AppState;
 use super::types::{
-    CodeResponse, CodeResult, DepthQuery, LabelRequest, LabelResponse, LookupRequest,
+    CodeResponse, CodeResult, DepthQuery, IdPath, LabelRequest, LabelResponse, LookupRequest,
     LookupResponse,
 };
 
@@ -37,11 +37,11 @@ pub async fn label(
 /// Answers any depth from the code stored at labeling time, without encoding. 404 when the id
 /// was never labeled (or has been evicted from the id cache).
 #[utoipa::path(get, path = "/v1/codes/{id}", tag = "labels",
-    params(("id" = String, Path, description = "The id sent with the document"), DepthQuery),
+    params(IdPath, DepthQuery),
     responses((status = 200, body = CodeResponse)))]
 pub async fn get_code(
     State(app): State<AppState>,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(IdPath { id }): ApiPath<IdPath>,
     ApiQuery(q): ApiQuery<DepthQuery>,
 ) -> Result<Json<CodeResponse>, ApiError> {
     let svc = app.service()?;

@@ -102,7 +102,7 @@ where
     request_body(content = StreamLine, content_type = "application/x-ndjson",
         description = "One JSON object per line"),
     responses((status = 200, content_type = "application/x-ndjson",
-        description = "One line per input line: a LabelResult, or a StreamLineError", body = super::types::LabelResult)))]
+        description = "One line per input line: a LabelResult, or a StreamLineError", body = super::types::StreamOutLine)))]
 pub async fn label_stream(
     State(app): State<AppState>,
     ApiQuery(q): ApiQuery<DepthQuery>,
@@ -118,8 +118,8 @@ pub async fn label_stream(
             "expected Content-Type: {NDJSON}"
         )));
     }
-    // JSON escaping can grow a text up to 6× (\u0000); ids add a little more.
-    let max_line = svc.limits.max_text_bytes * 6 + svc.limits.max_id_bytes * 6 + 1024;
+    // A character is at most 4 bytes, or 12 as JSON escapes (\ud83d\ude00); plus the keys.
+    let max_line = (svc.limits.max_text_chars + svc.limits.max_id_chars) * 12 + 1024;
     let concurrency = svc.limits.stream_concurrency.max(1);
     let lines = split_lines(req.into_body().into_data_stream(), max_line);
     let out = lines
@@ -137,8 +137,7 @@ async fn answer_line(svc: &Arc<Service>, n: usize, line: Line, depth: usize) -> 
     let result = match line {
         Line::Text(bytes) => label_line(svc, &bytes, depth).await,
         Line::TooLong(len) => Err(ApiError::Validation(format!(
-            "line is {len} bytes; at most {} bytes of text",
-            svc.limits.max_text_bytes
+            "line is {len} bytes, longer than any valid line can be"
         ))),
         Line::BodyError(e) => Err(ApiError::InvalidJson(format!(
             "the request body ended with an error: {e}"

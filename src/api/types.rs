@@ -4,9 +4,107 @@
 //! depth would be worse than an error.
 
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::{ArrayBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::bundle::FitInfo;
+use crate::config::defaults::{
+    MAX_ABS_EMBEDDING, MAX_DOCS_PER_REQUEST, MAX_ID_CHARS, MAX_ITEMS_PER_REQUEST, MAX_TEXT_CHARS,
+};
+
+// The spec states the server's default limits (`config::defaults`; tests/openapi.rs checks
+// that the two agree). A server started with other limits accepts or refuses accordingly.
+
+/// A depth query parameter (`?depth=2`, also `2.0`).
+fn de_depth_query<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    use serde::de::Error;
+    let Some(raw) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let parsed = raw.trim().parse::<u32>().ok().or_else(|| {
+        raw.trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(f))
+            .map(|f| f as u32)
+    });
+    parsed
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("depth must be a positive integer, got {raw:?}")))
+}
+
+/// Depth as JSON Schema sees an integer: `2` and `2.0` are the same value.
+fn de_depth<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    use serde::de::Error;
+    match Option::<serde_json::Number>::deserialize(d)? {
+        None => Ok(None),
+        Some(n) => {
+            if let Some(v) = n.as_u64() {
+                return u32::try_from(v)
+                    .map(Some)
+                    .map_err(|_| D::Error::custom(format!("depth {v} is too large")));
+            }
+            match n.as_f64() {
+                Some(f) if f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&f) => {
+                    Ok(Some(f as u32))
+                }
+                _ => Err(D::Error::custom(format!(
+                    "depth must be a positive integer, got {n}"
+                ))),
+            }
+        }
+    }
+}
+
+/// A list of strings, as the spec's schemas for `texts` and `ids` need item limits.
+fn string_list(max_items: usize, max_length: usize, description: &str) -> ArrayBuilder {
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(max_length)),
+        )
+        .min_items(Some(1))
+        .max_items(Some(max_items))
+        .description(Some(description))
+}
+
+fn texts_schema() -> ArrayBuilder {
+    string_list(
+        MAX_DOCS_PER_REQUEST,
+        MAX_TEXT_CHARS,
+        "Texts to embed (at most 256 by default, each at most 16,384 characters).",
+    )
+}
+
+fn ids_schema() -> ArrayBuilder {
+    string_list(
+        MAX_ITEMS_PER_REQUEST,
+        MAX_ID_CHARS,
+        "Document ids (at most 4096 by default, each at most 256 characters).",
+    )
+}
+
+fn embeddings_schema() -> ArrayBuilder {
+    let vector = ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::Number)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Float)))
+                .minimum(Some(-f64::from(MAX_ABS_EMBEDDING)))
+                .maximum(Some(f64::from(MAX_ABS_EMBEDDING))),
+        )
+        .min_items(Some(384))
+        .max_items(Some(384))
+        .description(Some(
+            "One embedding: exactly the model's dim (384 for the default bundle) finite numbers.",
+        ));
+    ArrayBuilder::new()
+        .items(vector)
+        .min_items(Some(1))
+        .max_items(Some(MAX_DOCS_PER_REQUEST))
+        .description(Some("Encoder embeddings (from `/v1/embed` or the same model elsewhere); NaN, infinity or a wrong length are 422."))
+}
 
 /// Which bundle produced a code: codes are comparable only between equal fingerprints.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -22,7 +120,10 @@ pub struct DocumentIn {
     /// Caller's id; when given, the code can be fetched later by `GET /v1/codes/{id}`.
     #[schema(max_length = 256, example = "doc-1")]
     pub id: Option<String>,
-    #[schema(example = "Photosynthesis converts light energy into chemical energy.")]
+    #[schema(
+        max_length = 16384,
+        example = "Photosynthesis converts light energy into chemical energy."
+    )]
     pub text: String,
 }
 
@@ -30,10 +131,12 @@ pub struct DocumentIn {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"documents": [{"id": "doc-1", "text": "Photosynthesis converts light energy into chemical energy."}], "depth": 2}))]
 pub struct LabelRequest {
-    #[schema(min_items = 1)]
+    /// At most 256 documents by default.
+    #[schema(min_items = 1, max_items = 256)]
     pub documents: Vec<DocumentIn>,
-    /// Code depth 1..L (default L, the full code).
-    #[schema(minimum = 1)]
+    /// Code depth 1..L, where L is the bundle's number of levels (3 for the default bundle); default L.
+    #[schema(minimum = 1, maximum = 3)]
+    #[serde(default, deserialize_with = "de_depth")]
     pub depth: Option<u32>,
 }
 
@@ -75,9 +178,18 @@ pub struct LabelResponse {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct DepthQuery {
-    /// Code depth 1..L (default L).
-    #[param(minimum = 1)]
+    /// Code depth 1..L, where L is the bundle's number of levels (3 for the default bundle); default L.
+    #[param(minimum = 1, maximum = 3)]
+    #[serde(default, deserialize_with = "de_depth_query")]
     pub depth: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct IdPath {
+    /// The id sent with the document (at most 256 characters by default).
+    #[param(max_length = 256)]
+    pub id: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -100,8 +212,11 @@ pub struct CodeResponse {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"ids": ["doc-1", "unknown"], "depth": 1}))]
 pub struct LookupRequest {
+    #[schema(schema_with = ids_schema)]
     pub ids: Vec<String>,
-    #[schema(minimum = 1)]
+    /// Code depth 1..L, where L is the bundle's number of levels (3 for the default bundle); default L.
+    #[schema(minimum = 1, maximum = 3)]
+    #[serde(default, deserialize_with = "de_depth")]
     pub depth: Option<u32>,
 }
 
@@ -115,9 +230,11 @@ pub struct LookupResponse {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuantizeRequest {
-    /// Encoder embeddings (from `/v1/embed` or the same model elsewhere), each of the model's dim.
+    #[schema(schema_with = embeddings_schema)]
     pub embeddings: Vec<Vec<f32>>,
-    #[schema(minimum = 1)]
+    /// Code depth 1..L, where L is the bundle's number of levels (3 for the default bundle); default L.
+    #[schema(minimum = 1, maximum = 3)]
+    #[serde(default, deserialize_with = "de_depth")]
     pub depth: Option<u32>,
 }
 
@@ -131,7 +248,7 @@ pub struct QuantizeResponse {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"texts": ["hello world"]}))]
 pub struct EmbedRequest {
-    #[schema(min_items = 1)]
+    #[schema(schema_with = texts_schema)]
     pub texts: Vec<String>,
 }
 
@@ -159,8 +276,18 @@ pub struct ModelInfo {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StreamLine {
+    #[schema(max_length = 256)]
     pub id: Option<String>,
+    #[schema(max_length = 16384)]
     pub text: String,
+}
+
+/// One line of the stream's output: a result, or the error of that input line.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum StreamOutLine {
+    Result(LabelResult),
+    Error(StreamLineError),
 }
 
 /// A line of the stream's output that could not be labeled; the stream goes on.

@@ -100,8 +100,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
     );
     let limits = Limits {
         max_docs: args.max_docs_per_request,
-        max_text_bytes: args.max_text_bytes,
-        max_id_bytes: args.max_id_bytes,
+        max_text_chars: args.max_text_chars,
+        max_id_chars: args.max_id_chars,
         max_items: args.max_items_per_request,
         stream_concurrency: args.stream_concurrency,
     };
