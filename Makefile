@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BIN := target/release/hermes
 
-.PHONY: setup build serve test bench bench-encoder bench-quantize bench-fit fmt lint bundle eval openapi conformance
+.PHONY: setup build serve test bench bench-micro bench-encoder bench-quantize bench-fit fmt lint bundle eval openapi conformance
 
 setup:
 	bash scripts/setup.sh
@@ -24,9 +24,14 @@ test: setup
 conformance: build
 	bash scripts/conformance.sh $(BIN)
 
-bench: bench-encoder bench-quantize bench-fit
+# The service against the in-process ceiling (report in target/bench/); ~10 minutes.
+bench: build
+	$(CARGO) bench --locked --bench service
 
-bench-encoder: setup
+# Micro-benchmarks: encoder (criterion), quantizer (criterion), fit (timed runs).
+bench-micro: bench-encoder bench-quantize bench-fit
+
+bench-encoder: build
 	$(CARGO) bench --locked --bench encoder
 
 bench-quantize:

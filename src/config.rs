@@ -181,7 +181,9 @@ pub struct ServeArgs {
     #[arg(long, env = "HERMES_MAX_WAIT_MS", default_value_t = 5)]
     pub max_wait_ms: u64,
     /// Documents waiting for the encoder at most; beyond that requests get 503 overloaded.
-    #[arg(long, env = "HERMES_MAX_QUEUE_DOCS", default_value_t = 1024)]
+    /// The default (256) is about 12 s of work for one 2-core machine: past that, a fast 503
+    /// serves a client better than a long wait.
+    #[arg(long, env = "HERMES_MAX_QUEUE_DOCS", default_value_t = 256)]
     pub max_queue_docs: usize,
 
     /// Documents per /v1/label request (texts per /v1/embed, embeddings per /v1/quantize) at most.

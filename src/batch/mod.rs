@@ -234,11 +234,16 @@ fn worker(shared: &Shared) {
         window.sort_by_key(|j| j.tokens.ids.len());
         let mut rest = window.into_iter().peekable();
         while let Some(first) = rest.next() {
-            // Grow the batch while documents × longest stays within the token budget.
+            // Grow the batch while documents × longest stays within the token budget and the
+            // lengths stay close: on CPU a batch is no cheaper per document than one alone, so
+            // padding a short text to a long neighbour is pure waste.
+            let shortest = first.tokens.ids.len();
             let mut batch = vec![first];
             while let Some(next) = rest.peek() {
+                let len = next.tokens.ids.len();
                 let fits = batch.len() < cfg.max_batch_docs
-                    && (batch.len() + 1) * next.tokens.ids.len() <= cfg.max_batch_tokens;
+                    && (batch.len() + 1) * len <= cfg.max_batch_tokens
+                    && len <= shortest + shortest / 4 + 8;
                 if !fits {
                     break;
                 }

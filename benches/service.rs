@@ -1,0 +1,502 @@
+//! `make bench`: the service against the in-process ceiling, in one run, on the same inputs.
+//!
+//! 1. Ceiling: the default bundle's encoder + transform + quantizer called directly, batches
+//!    of 32 wiki texts in a fixed shuffled order (no HTTP).
+//! 2. Service: `hermes serve` (release) on loopback, driven by the closed-loop load generator
+//!    below with 1, 4, 16 and 64 clients posting requests of 1 and of 16 documents.
+//! 3. Cache path: `GET /v1/codes/{id}` for labeled ids, open loop at 2,000 requests/s for 10 s,
+//!    latency measured from each request's scheduled start (no coordinated omission).
+//! 4. Duplicate path: one batch of 16 posted, then posted again and again (content cache).
+//! 5. Overload soak: 4× the measured saturation rate for 3 minutes; RSS sampled every 5 s.
+//!
+//! Why a load generator of our own: every request needs a different body (distinct texts, so
+//! the content cache cannot flatter the figures) and the closed loop needs per-client
+//! documents-per-request; `oha` and `wrk` send one fixed body without scripting.
+//! Every text gets a unique suffix, so no phase is served from the content cache by accident.
+//!
+//! Writes `target/bench/report.md` and `target/bench/report.json`; prints the markdown.
+//! Short runs for a smoke test: `HERMES_BENCH_QUICK=1`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use hermes::bundle::{LoadOptions, Model};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use serde_json::{Value, json};
+
+struct Texts {
+    base: Vec<String>,
+    next: AtomicUsize,
+}
+
+impl Texts {
+    fn load() -> Self {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/data/wiki.jsonl");
+        let mut base: Vec<String> = hermes::corpus::read_jsonl(&path, "text", None)
+            .expect("run `make setup`")
+            .into_iter()
+            .map(|d| d.text)
+            .collect();
+        base.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(7));
+        Self {
+            base,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// The next `n` texts of the fixed order, each made unique by a counter suffix.
+    fn take(&self, n: usize) -> Vec<(usize, String)> {
+        let start = self.next.fetch_add(n, Ordering::Relaxed);
+        (start..start + n)
+            .map(|i| (i, format!("{} [{i}]", self.base[i % self.base.len()])))
+            .collect()
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(bin: &Path) -> Self {
+        let mut child = Command::new(bin)
+            .args(["serve", "--port", "0", "--log-format", "json"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start hermes serve");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let base = line
+            .trim()
+            .trim_start_matches("hermes listening on ")
+            .to_string();
+        Self { child, base }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ceiling(texts: &Texts, seconds: f64) -> f64 {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/minilm-wiki");
+    let model = Model::load(&dir, &LoadOptions::default()).expect("load the default bundle");
+    let _ = model.label(&["warm-up"]);
+    // The best case for the encoder: chunks of 256 texts sorted by length, cut into batches
+    // of 32 (almost no padding), then transform + quantizer.
+    let started = Instant::now();
+    let mut docs = 0;
+    while started.elapsed().as_secs_f64() < seconds {
+        let chunk = texts.take(256);
+        let refs: Vec<&str> = chunk.iter().map(|(_, t)| t.as_str()).collect();
+        let e = model.encoder.embed_many(&refs, 32, |_| {}).expect("embed");
+        model.code_embeddings(&e.vectors).expect("code");
+        docs += refs.len();
+    }
+    docs as f64 / started.elapsed().as_secs_f64()
+}
+
+#[derive(serde::Serialize)]
+struct LoadResult {
+    clients: usize,
+    docs_per_request: usize,
+    requests: usize,
+    refused: usize,
+    docs_per_s: f64,
+    p50_ms: f64,
+    p95_ms: f64,
+    p99_ms: f64,
+    ratio_to_ceiling: f64,
+    /// Ids of the documents that were labeled (for the cached-GET phase).
+    #[serde(skip)]
+    labeled: Vec<String>,
+}
+
+async fn closed_loop(
+    base: &str,
+    texts: Arc<Texts>,
+    clients: usize,
+    per_request: usize,
+    seconds: f64,
+    ceiling: f64,
+) -> LoadResult {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (client, texts, url) = (client.clone(), texts.clone(), format!("{base}/v1/label"));
+        tasks.push(tokio::spawn(async move {
+            let (mut lat, mut docs, mut refused, mut ids) = (Vec::new(), 0usize, 0usize, Vec::new());
+            while Instant::now() < deadline {
+                let batch = texts.take(per_request);
+                let body = json!({"documents": batch.iter().map(|(i, t)| json!({"id": format!("b{i}"), "text": t})).collect::<Vec<_>>()});
+                let t = Instant::now();
+                let r = client.post(&url).json(&body).send().await.expect("request");
+                let ok = r.status().is_success();
+                let _ = r.bytes().await;
+                if ok {
+                    lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                    docs += per_request;
+                    ids.extend(batch.iter().map(|(i, _)| format!("b{i}")));
+                } else {
+                    // A well-behaved client honours Retry-After (1 s) after a 503.
+                    refused += 1;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            (lat, docs, refused, ids)
+        }));
+    }
+    let (mut lat, mut docs, mut refused, mut labeled) = (Vec::new(), 0, 0, Vec::new());
+    for t in tasks {
+        let (l, d, r, ids) = t.await.unwrap();
+        lat.extend(l);
+        docs += d;
+        refused += r;
+        labeled.extend(ids);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    lat.sort_by(f64::total_cmp);
+    let docs_per_s = docs as f64 / elapsed;
+    LoadResult {
+        clients,
+        docs_per_request: per_request,
+        requests: lat.len(),
+        refused,
+        docs_per_s,
+        p50_ms: percentile(&lat, 0.5),
+        p95_ms: percentile(&lat, 0.95),
+        p99_ms: percentile(&lat, 0.99),
+        ratio_to_ceiling: docs_per_s / ceiling,
+        labeled,
+    }
+}
+
+/// Open loop: `rate` GETs per second for `seconds`; latency from each scheduled start.
+async fn cached_gets(
+    base: &str,
+    ids: &[String],
+    rate: f64,
+    seconds: f64,
+) -> (usize, usize, f64, f64) {
+    let client = reqwest::Client::new();
+    let n = (rate * seconds) as usize;
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(n);
+    for k in 0..n {
+        let scheduled = start + Duration::from_secs_f64(k as f64 / rate);
+        tokio::time::sleep_until(scheduled.into()).await;
+        let url = format!("{base}/v1/codes/{}?depth={}", ids[k % ids.len()], 1 + k % 3);
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let ok = matches!(client.get(url).send().await, Ok(r) if r.status() == 200);
+            (ok, scheduled.elapsed().as_secs_f64() * 1000.0)
+        }));
+    }
+    let mut lat = Vec::with_capacity(n);
+    let mut failed = 0;
+    for t in tasks {
+        let (ok, ms) = t.await.unwrap();
+        failed += usize::from(!ok);
+        lat.push(ms);
+    }
+    lat.sort_by(f64::total_cmp);
+    (n, failed, percentile(&lat, 0.5), percentile(&lat, 0.99))
+}
+
+/// Offers `rate` documents/s as requests of 16 for `seconds`; samples RSS every 5 s.
+async fn soak(
+    base: &str,
+    pid: u32,
+    texts: Arc<Texts>,
+    rate: f64,
+    seconds: f64,
+) -> (Vec<(f64, u64)>, usize, usize) {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    let per_second = rate / 16.0;
+    let start = Instant::now();
+    let ok = Arc::new(AtomicUsize::new(0));
+    let refused = Arc::new(AtomicUsize::new(0));
+    let mut samples = vec![(0.0, rss_kib(pid, "VmRSS:"))];
+    let mut next_sample = 5.0;
+    let mut k = 0usize;
+    let mut tasks = Vec::new();
+    while start.elapsed().as_secs_f64() < seconds {
+        let scheduled = start + Duration::from_secs_f64(k as f64 / per_second);
+        tokio::time::sleep_until(scheduled.into()).await;
+        k += 1;
+        let body = json!({"documents": texts.take(16).into_iter().map(|(_, t)| json!({"text": t})).collect::<Vec<_>>()});
+        let (client, url, ok, refused) = (
+            client.clone(),
+            format!("{base}/v1/label"),
+            ok.clone(),
+            refused.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            match client.post(url).json(&body).send().await {
+                Ok(r) if r.status() == 200 => ok.fetch_add(1, Ordering::Relaxed),
+                _ => refused.fetch_add(1, Ordering::Relaxed),
+            };
+        }));
+        let t = start.elapsed().as_secs_f64();
+        if t >= next_sample {
+            samples.push((t, rss_kib(pid, "VmRSS:")));
+            next_sample += 5.0;
+        }
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    samples.push((start.elapsed().as_secs_f64(), rss_kib(pid, "VmRSS:")));
+    (
+        samples,
+        ok.load(Ordering::Relaxed),
+        refused.load(Ordering::Relaxed),
+    )
+}
+
+#[tokio::main]
+async fn main() {
+    let quick = std::env::var("HERMES_BENCH_QUICK").is_ok();
+    let (phase_s, get_s, soak_s) = if quick {
+        (4.0, 2.0, 20.0)
+    } else {
+        (12.0, 10.0, 180.0)
+    };
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let bin = root.join("target/release/hermes");
+    assert!(
+        bin.exists(),
+        "build first: cargo build --release (make bench does)"
+    );
+    let texts = Arc::new(Texts::load());
+    let machine = format!(
+        "{} cores, {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(
+                |c| c.lines().find(|l| l.starts_with("model name")).map(|l| l
+                    .split(':')
+                    .nth(1)
+                    .unwrap_or("")
+                    .trim()
+                    .to_string())
+            )
+            .unwrap_or_default()
+    );
+    let started = Instant::now();
+
+    eprintln!("bench: in-process ceiling ({phase_s}s)");
+    let ceil = tokio::task::spawn_blocking({
+        let texts = texts.clone();
+        move || ceiling(&texts, phase_s * 2.0)
+    })
+    .await
+    .unwrap();
+
+    let mut server = Server::start(&bin);
+    let client = reqwest::Client::new();
+    while client
+        .get(format!("{}/readyz", server.base))
+        .send()
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pid = server.child.id();
+    let idle_rss = rss_kib(pid, "VmRSS:");
+
+    let mut load = Vec::new();
+    for clients in [1usize, 4, 16, 64] {
+        for per_request in [1usize, 16] {
+            eprintln!("bench: {clients} clients x {per_request} docs ({phase_s}s)");
+            load.push(
+                closed_loop(
+                    &server.base,
+                    texts.clone(),
+                    clients,
+                    per_request,
+                    phase_s,
+                    ceil,
+                )
+                .await,
+            );
+        }
+    }
+    let peak_rss_load = rss_kib(pid, "VmHWM:");
+
+    eprintln!("bench: cached GET at 2000/s ({get_s}s)");
+    let labeled: Vec<String> = load
+        .iter()
+        .flat_map(|l| l.labeled.iter().cloned())
+        .take(2000)
+        .collect();
+    let (gets, get_failed, get_p50, get_p99) =
+        cached_gets(&server.base, &labeled, 2000.0, get_s).await;
+
+    eprintln!("bench: duplicate path");
+    let dup: Vec<Value> = texts
+        .take(16)
+        .into_iter()
+        .map(|(_, t)| json!({"text": t}))
+        .collect();
+    let body = json!({"documents": dup});
+    let t = Instant::now();
+    client
+        .post(format!("{}/v1/label", server.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let encode_docs_s = 16.0 / t.elapsed().as_secs_f64();
+    let repeats = 200;
+    let t = Instant::now();
+    for _ in 0..repeats {
+        let r = client
+            .post(format!("{}/v1/label", server.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["results"][0]["cached"], true);
+    }
+    let cached_docs_s = (16 * repeats) as f64 / t.elapsed().as_secs_f64();
+
+    let saturation = load.iter().map(|l| l.docs_per_s).fold(0.0, f64::max);
+    eprintln!(
+        "bench: overload soak at 4x saturation ({:.0} docs/s offered, {soak_s}s)",
+        4.0 * saturation
+    );
+    let (samples, soak_ok, soak_refused) =
+        soak(&server.base, pid, texts.clone(), 4.0 * saturation, soak_s).await;
+    let after_first_minute: Vec<u64> = samples
+        .iter()
+        .filter(|(t, _)| *t >= soak_s / 3.0)
+        .map(|s| s.1)
+        .collect();
+    let rss_at_minute = after_first_minute.first().copied().unwrap_or(0);
+    let rss_max_after = after_first_minute.iter().copied().max().unwrap_or(0);
+    let peak_rss = rss_kib(pid, "VmHWM:");
+
+    let survived = matches!(server.child.try_wait(), Ok(None));
+    let still_ready = client
+        .get(format!("{}/readyz", server.base))
+        .send()
+        .await
+        .map(|r| r.status() == 200)
+        .unwrap_or(false);
+    let total_s = started.elapsed().as_secs_f64();
+
+    let at16 = load
+        .iter()
+        .filter(|l| l.clients == 16)
+        .map(|l| l.docs_per_s)
+        .fold(0.0, f64::max);
+    let mut md = format!(
+        "# hermes bench ({machine})\n\nIn-process ceiling (encoder + transform + quantizer, length-sorted batches of 32): **{ceil:.1} docs/s**\n\n\
+         | clients | docs/request | requests | refused | docs/s | p50 ms | p95 ms | p99 ms | service/ceiling |\n|---|---|---|---|---|---|---|---|---|\n"
+    );
+    for l in &load {
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {:.1} | {:.0} | {:.0} | {:.0} | {:.2} |\n",
+            l.clients,
+            l.docs_per_request,
+            l.requests,
+            l.refused,
+            l.docs_per_s,
+            l.p50_ms,
+            l.p95_ms,
+            l.p99_ms,
+            l.ratio_to_ceiling
+        ));
+    }
+    md.push_str(&format!(
+        "\nTarget service >= 0.95 x ceiling at 16 clients: best {at16:.1} docs/s = {:.2} x.\n\n\
+         Cached `GET /v1/codes/{{id}}` at 2,000 requests/s for {get_s:.0} s: {gets} requests, {get_failed} failed, p50 {get_p50:.2} ms, p99 {get_p99:.2} ms (target p99 <= 2 ms).\n\n\
+         Duplicate path (16 documents, content cache): {cached_docs_s:.0} docs/s vs {encode_docs_s:.1} docs/s encoding = {:.0}x (target >= 20x).\n\n\
+         RSS: idle {:.0} MiB, peak under closed-loop load {:.0} MiB, peak overall {:.0} MiB.\n\
+         Overload soak, {:.0} docs/s offered (4x saturation) for {soak_s:.0} s: {soak_ok} requests answered 200, {soak_refused} refused; RSS at {:.0} s {:.0} MiB, max after it {:.0} MiB (growth {:+.1} MiB).\n\n\
+         Server pid {pid} survived the whole run: {survived}; still ready: {still_ready}. Bench took {total_s:.0} s.\n",
+        at16 / ceil,
+        cached_docs_s / encode_docs_s,
+        idle_rss as f64 / 1024.0,
+        peak_rss_load as f64 / 1024.0,
+        peak_rss as f64 / 1024.0,
+        4.0 * saturation,
+        soak_s / 3.0,
+        rss_at_minute as f64 / 1024.0,
+        rss_max_after as f64 / 1024.0,
+        (rss_max_after as f64 - rss_at_minute as f64) / 1024.0,
+    ));
+    let report = json!({
+        "machine": machine,
+        "ceiling_docs_per_s": ceil,
+        "load": load,
+        "cached_get": {"rate": 2000, "seconds": get_s, "requests": gets, "failed": get_failed, "p50_ms": get_p50, "p99_ms": get_p99},
+        "duplicate": {"encode_docs_per_s": encode_docs_s, "cached_docs_per_s": cached_docs_s, "ratio": cached_docs_s / encode_docs_s},
+        "rss_kib": {"idle": idle_rss, "peak_load": peak_rss_load, "peak": peak_rss, "soak_samples": samples},
+        "soak": {"offered_docs_per_s": 4.0 * saturation, "seconds": soak_s, "ok": soak_ok, "refused": soak_refused},
+        "server_survived": survived,
+        "still_ready": still_ready,
+        "seconds": total_s,
+    });
+    let out = root.join("target/bench");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("report.md"), &md).unwrap();
+    std::fs::write(
+        out.join("report.json"),
+        serde_json::to_string_pretty(&report).unwrap(),
+    )
+    .unwrap();
+    println!("{md}");
+    assert!(
+        survived && still_ready,
+        "the server did not survive the bench"
+    );
+}
