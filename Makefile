@@ -2,10 +2,13 @@
 CARGO ?= cargo
 BIN := target/release/hermes
 
-.PHONY: setup build serve test bench bench-micro bench-encoder bench-quantize bench-fit fmt lint bundle eval openapi conformance
+.PHONY: setup setup-test build serve test bench bench-micro bench-encoder bench-quantize bench-fit fmt lint bundle eval openapi conformance
 
 setup:
 	bash scripts/setup.sh
+
+setup-test:
+	bash scripts/setup.sh --test
 
 build: setup
 	$(CARGO) build --release --locked
@@ -16,7 +19,7 @@ serve: build
 
 # Tests run in release mode: one build serves tests, benches and serve, and k-means is fast.
 # Then the API conformance run (schemathesis against the committed spec).
-test: setup
+test: setup-test
 	$(CARGO) test --release --locked
 	bash scripts/conformance.sh $(BIN)
 

@@ -295,11 +295,17 @@ async fn soak(
 #[tokio::main]
 async fn main() {
     let quick = std::env::var("HERMES_BENCH_QUICK").is_ok();
-    let (phase_s, get_s, soak_s) = if quick {
+    let (phase_s, get_s, mut soak_s) = if quick {
         (4.0, 2.0, 20.0)
     } else {
         (12.0, 10.0, 180.0)
     };
+    if let Some(s) = std::env::var("HERMES_BENCH_SOAK_S")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        soak_s = s;
+    }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let bin = root.join("target/release/hermes");
     assert!(
@@ -415,13 +421,26 @@ async fn main() {
     );
     let (samples, soak_ok, soak_refused) =
         soak(&server.base, pid, texts.clone(), 4.0 * saturation, soak_s).await;
-    let after_first_minute: Vec<u64> = samples
+    // RSS moves with batch shapes; what matters is the trend after the first third (the first
+    // minute of a 3-minute run): the least-squares slope, in MiB per minute.
+    let tail: Vec<(f64, f64)> = samples
         .iter()
         .filter(|(t, _)| *t >= soak_s / 3.0)
-        .map(|s| s.1)
+        .map(|&(t, k)| (t, k as f64 / 1024.0))
         .collect();
-    let rss_at_minute = after_first_minute.first().copied().unwrap_or(0);
-    let rss_max_after = after_first_minute.iter().copied().max().unwrap_or(0);
+    let n = tail.len().max(1) as f64;
+    let (mt, mr) = (
+        tail.iter().map(|p| p.0).sum::<f64>() / n,
+        tail.iter().map(|p| p.1).sum::<f64>() / n,
+    );
+    let var: f64 = tail.iter().map(|p| (p.0 - mt).powi(2)).sum();
+    let slope = if var > 0.0 {
+        tail.iter().map(|p| (p.0 - mt) * (p.1 - mr)).sum::<f64>() / var * 60.0
+    } else {
+        0.0
+    };
+    let rss_min_after = tail.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+    let rss_max_after = tail.iter().map(|p| p.1).fold(0.0, f64::max);
     let peak_rss = rss_kib(pid, "VmHWM:");
 
     let survived = matches!(server.child.try_wait(), Ok(None));
@@ -461,7 +480,7 @@ async fn main() {
          Cached `GET /v1/codes/{{id}}` at 2,000 requests/s for {get_s:.0} s: {gets} requests, {get_failed} failed, p50 {get_p50:.2} ms, p99 {get_p99:.2} ms (target p99 <= 2 ms).\n\n\
          Duplicate path (16 documents, content cache): {cached_docs_s:.0} docs/s vs {encode_docs_s:.1} docs/s encoding = {:.0}x (target >= 20x).\n\n\
          RSS: idle {:.0} MiB, peak under closed-loop load {:.0} MiB, peak overall {:.0} MiB.\n\
-         Overload soak, {:.0} docs/s offered (4x saturation) for {soak_s:.0} s: {soak_ok} requests answered 200, {soak_refused} refused; RSS at {:.0} s {:.0} MiB, max after it {:.0} MiB (growth {:+.1} MiB).\n\n\
+         Overload soak, {:.0} docs/s offered (4x saturation) for {soak_s:.0} s: {soak_ok} requests answered 200, {soak_refused} refused; after the first {:.0} s RSS stayed within {:.0}..{:.0} MiB, trend {slope:+.1} MiB/min.\n\n\
          Server pid {pid} survived the whole run: {survived}; still ready: {still_ready}. Bench took {total_s:.0} s.\n",
         at16 / ceil,
         cached_docs_s / encode_docs_s,
@@ -470,9 +489,8 @@ async fn main() {
         peak_rss as f64 / 1024.0,
         4.0 * saturation,
         soak_s / 3.0,
-        rss_at_minute as f64 / 1024.0,
-        rss_max_after as f64 / 1024.0,
-        (rss_max_after as f64 - rss_at_minute as f64) / 1024.0,
+        rss_min_after,
+        rss_max_after,
     ));
     let report = json!({
         "machine": machine,
@@ -481,7 +499,7 @@ async fn main() {
         "cached_get": {"rate": 2000, "seconds": get_s, "requests": gets, "failed": get_failed, "p50_ms": get_p50, "p99_ms": get_p99},
         "duplicate": {"encode_docs_per_s": encode_docs_s, "cached_docs_per_s": cached_docs_s, "ratio": cached_docs_s / encode_docs_s},
         "rss_kib": {"idle": idle_rss, "peak_load": peak_rss_load, "peak": peak_rss, "soak_samples": samples},
-        "soak": {"offered_docs_per_s": 4.0 * saturation, "seconds": soak_s, "ok": soak_ok, "refused": soak_refused},
+        "soak": {"offered_docs_per_s": 4.0 * saturation, "seconds": soak_s, "ok": soak_ok, "refused": soak_refused, "rss_trend_mib_per_min": slope},
         "server_survived": survived,
         "still_ready": still_ready,
         "seconds": total_s,

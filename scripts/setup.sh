@@ -8,7 +8,11 @@
 #   .cache/ort/libonnxruntime.so.*    ONNX Runtime shared library (from the onnxruntime wheel)
 #   .cache/data/wiki.jsonl            the wiki corpus: {"id","text","label"} a line
 #   models/minilm-wiki/encoder.onnx   all-MiniLM-L6-v2 exported by scripts/export_encoder.py
+#
+# With --test, also what only the tests need: Debian's chromium for the /docs browser test.
 set -euo pipefail
+FOR_TESTS=0
+[ "${1:-}" = "--test" ] && FOR_TESTS=1
 cd "$(dirname "$0")/.."
 
 CACHE=.cache
@@ -86,6 +90,17 @@ fi
 if [ ! -s "$CACHE/data/wiki.jsonl" ]; then
   whl=$(fetch "$WIKI_PKG")
   "$VENV_PY" scripts/prepare_wiki.py "$whl" "$CACHE/data/wiki.jsonl"
+fi
+
+# 5. Chromium (Debian package) for the /docs browser test, when missing.
+if [ "$FOR_TESTS" = 1 ] && [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing Debian's chromium for the /docs browser test"
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >&2
+  else
+    say "chromium is missing and set-up is not root: install Debian's chromium, or the /docs browser test fails"
+  fi
 fi
 
 say "ready (ORT_DYLIB_PATH=$ORT_LIB)"

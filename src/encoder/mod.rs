@@ -105,8 +105,17 @@ impl Encoder {
             let builder = builder
                 .with_optimization_level(GraphOptimizationLevel::Level3)
                 .map_err(|e| load_err(e.into()))?;
+            // No CPU arena and no memory pattern: with dynamic batch and sequence shapes the
+            // arena fragments and a long-running server's RSS creeps up; plain allocations
+            // return memory (measured in the bench's overload soak, see README).
             let mut builder = builder
                 .with_intra_threads(config.intra_threads)
+                .and_then(|b| b.with_memory_pattern(false))
+                .and_then(|b| {
+                    b.with_execution_providers([ort::ep::CPU::default()
+                        .with_arena_allocator(false)
+                        .build()])
+                })
                 .map_err(|e| load_err(e.into()))?;
             sessions.push(builder.commit_from_memory(&bytes).map_err(load_err)?);
         }
