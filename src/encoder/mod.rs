@@ -101,22 +101,16 @@ impl Encoder {
         };
         let mut sessions = Vec::with_capacity(config.sessions.max(1));
         for _ in 0..config.sessions.max(1) {
-            let builder = Session::builder(&env).map_err(load_err)?;
-            let builder = builder
-                .with_optimization_level(GraphOptimizationLevel::Level3)
-                .map_err(|e| load_err(e.into()))?;
             // No CPU arena and no memory pattern: with dynamic batch and sequence shapes the
             // arena fragments and a long-running server's RSS creeps up; plain allocations
             // return memory (measured in the bench's overload soak, see README).
-            let mut builder = builder
-                .with_intra_threads(config.intra_threads)
-                .and_then(|b| b.with_memory_pattern(false))
-                .and_then(|b| {
-                    b.with_execution_providers([ort::ep::CPU::default()
-                        .with_arena_allocator(false)
-                        .build()])
-                })
-                .map_err(|e| load_err(e.into()))?;
+            let cpu = ort::ep::CPU::default().with_arena_allocator(false).build();
+            let opt = |r: Result<_, ort::Error<_>>| r.map_err(|e| load_err(e.into()));
+            let builder = Session::builder(&env).map_err(load_err)?;
+            let builder = opt(builder.with_optimization_level(GraphOptimizationLevel::Level3))?;
+            let builder = opt(builder.with_intra_threads(config.intra_threads))?;
+            let builder = opt(builder.with_memory_pattern(false))?;
+            let mut builder = opt(builder.with_execution_providers([cpu]))?;
             sessions.push(builder.commit_from_memory(&bytes).map_err(load_err)?);
         }
         let dim = output_dim(&sessions[0]).ok_or_else(|| EncoderError::Load {
