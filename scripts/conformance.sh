@@ -13,19 +13,9 @@ OUT=target/conformance
 mkdir -p "$OUT"
 EXAMPLES=${HERMES_CONFORMANCE_EXAMPLES:-50}
 
-"$BIN" serve --port 0 --log-format json >"$OUT/server.out" 2>"$OUT/server.log" &
-pid=$!
-trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true' EXIT
-for _ in $(seq 1 600); do
-  grep -q "listening on" "$OUT/server.out" 2>/dev/null && break
-  kill -0 $pid 2>/dev/null || { echo "conformance: server died"; cat "$OUT/server.log"; exit 1; }
-  sleep 0.1
-done
-url=$(sed -n 's/^hermes listening on //p' "$OUT/server.out" | head -n 1)
-for _ in $(seq 1 600); do
-  curl -fs "$url/readyz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+# shellcheck source=scripts/serve_bg.sh
+source scripts/serve_bg.sh
+start_server "$BIN" "$OUT"
 
 # The NDJSON stream answers 200 with a per-line error object for a bad line (the contract:
 # "a bad line answers {line, error} and the stream goes on"), so schema-invalid input is not

@@ -9,18 +9,9 @@ set -euo pipefail
 BIN=$1
 OUT=$2
 ip link set lo up
-"$BIN" serve --port 0 >"$OUT/server.out" 2>"$OUT/server.log" &
-pid=$!
-trap 'kill $pid 2>/dev/null || true' EXIT
-for _ in $(seq 1 600); do
-  grep -q "listening on" "$OUT/server.out" 2>/dev/null && break
-  sleep 0.1
-done
-url=$(sed -n 's/^hermes listening on //p' "$OUT/server.out" | head -n 1)
-for _ in $(seq 1 600); do
-  curl -fs "$url/readyz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+# shellcheck source=scripts/serve_bg.sh
+source "$(dirname "$0")/serve_bg.sh"
+start_server "$BIN" "$OUT"
 echo "$url" >"$OUT/url"
 /usr/bin/chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
   --disable-background-networking --disable-component-update --disable-sync --no-pings \

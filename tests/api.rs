@@ -100,14 +100,7 @@ async fn label_then_fetch_any_depth_by_get_and_lookup() {
             .cloned()
             .collect::<Value>()
     );
-    let metrics = client()
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.get_text("/metrics").await;
     assert!(
         metrics.contains("hermes_cache_requests_total{cache=\"text\",outcome=\"hit\"}"),
         "{metrics}"
@@ -622,14 +615,7 @@ async fn bad_requests_get_their_status_and_error_code() {
     )
     .await;
     assert_eq!(st, 200);
-    let metrics = client()
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.get_text("/metrics").await;
     // (/readyz answered 503 while the bundle loaded: that is its job, not an error.)
     let server_errors: Vec<&str> = metrics
         .lines()
@@ -703,14 +689,7 @@ async fn operations_routes_request_ids_and_compression() {
         "an id is generated when absent"
     );
 
-    let spec = client()
-        .get(s.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let spec = s.get_text("/openapi.json").await;
     let committed =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json"))
             .unwrap();
@@ -718,14 +697,7 @@ async fn operations_routes_request_ids_and_compression() {
         spec, committed,
         "openapi/openapi.json is stale: run `make openapi`"
     );
-    let page = client()
-        .get(s.url("/docs"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = s.get_text("/docs").await;
     assert!(
         page.contains("/openapi.json") && !page.contains("https://"),
         "the docs page fetches nothing external"

@@ -63,6 +63,18 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
+    /// GET `path` and return the body as text.
+    pub async fn get_text(&self, path: &str) -> String {
+        client()
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
