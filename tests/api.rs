@@ -45,14 +45,7 @@ async fn label_then_fetch_any_depth_by_get_and_lookup() {
         assert_eq!(r["cell"], full[0] * 64 * 32 + full[1] * 32 + full[2]);
         assert_eq!(r["cached"], false);
         for depth in 1..=3usize {
-            let g: Value = client()
-                .get(s.url(&format!("/v1/codes/w{i}?depth={depth}")))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let g: Value = s.get_json(&format!("/v1/codes/w{i}?depth={depth}")).await;
             assert_eq!(g["code"], json!(full[..depth]), "GET w{i} depth {depth}");
             assert_eq!(g["id"], format!("w{i}"));
             let (st, l) = post(
@@ -182,14 +175,7 @@ async fn ndjson_stream_labels_in_order_and_reports_bad_lines() {
         assert_eq!(l["code"].as_array().unwrap().len(), 2);
     }
     // Stream codes equal /v1/label's.
-    let g: Value = client()
-        .get(s.url("/v1/codes/s3?depth=2"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let g: Value = s.get_json("/v1/codes/s3?depth=2").await;
     assert_eq!(g["code"], ok[3]["code"]);
 }
 

@@ -75,6 +75,18 @@ impl Server {
             .unwrap()
     }
 
+    /// GET `path` and parse the body as JSON.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        client()
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
