@@ -20,7 +20,8 @@ pub struct Agreement {
 /// Contingency table of two labelings as sparse cell counts plus the two marginals.
 struct Table {
     n: usize,
-    cells: Vec<usize>,
+    /// `(row, column, count)` of every non-empty cell.
+    cells: Vec<(usize, usize, usize)>,
     rows: Vec<usize>,
     cols: Vec<usize>,
     /// Largest count per predicted cluster (for purity).
@@ -49,7 +50,7 @@ fn table<A: Eq + std::hash::Hash + Copy, B: Eq + std::hash::Hash + Copy>(
         rows[r] += v;
         cols[c] += v;
         row_max[r] = row_max[r].max(v);
-        cells.push(v);
+        cells.push((r, c, v));
     }
     Table {
         n: pred.len(),
@@ -117,13 +118,14 @@ where
     }
     let hu = entropy(&t.rows, n);
     let hv = entropy(&t.cols, n);
-    let mut mi = 0.0;
-    // Marginals per joint cell are needed for MI; rebuild them from the pairs.
-    let pairs = joint_pairs(pred, truth);
-    for &(a, b, nij) in &pairs {
-        let v = nij as f64;
-        mi += v / n * (n * v / (a as f64 * b as f64)).ln();
-    }
+    let mi: f64 = t
+        .cells
+        .iter()
+        .map(|&(r, c, nij)| {
+            let v = nij as f64;
+            v / n * (n * v / (t.rows[r] as f64 * t.cols[c] as f64)).ln()
+        })
+        .sum();
     let mean_h = (hu + hv) / 2.0;
     let nmi = if mean_h > 0.0 { mi / mean_h } else { 1.0 };
     let mut lf = vec![0f64; t.n + 1];
@@ -137,7 +139,7 @@ where
     } else {
         (mi - emi) / denom
     };
-    let index: f64 = t.cells.iter().map(|&c| comb2(c)).sum();
+    let index: f64 = t.cells.iter().map(|&(_, _, c)| comb2(c)).sum();
     let sum_a: f64 = t.rows.iter().map(|&c| comb2(c)).sum();
     let sum_b: f64 = t.cols.iter().map(|&c| comb2(c)).sum();
     let expected = sum_a * sum_b / comb2(t.n).max(1.0);
@@ -154,26 +156,6 @@ where
         ari,
         purity,
     }
-}
-
-/// `(row marginal, column marginal, joint count)` for every non-empty cell.
-fn joint_pairs<A, B>(pred: &[A], truth: &[B]) -> Vec<(usize, usize, usize)>
-where
-    A: Eq + std::hash::Hash + Copy,
-    B: Eq + std::hash::Hash + Copy,
-{
-    let mut joint: HashMap<(A, B), usize> = HashMap::new();
-    let mut ra: HashMap<A, usize> = HashMap::new();
-    let mut cb: HashMap<B, usize> = HashMap::new();
-    for (&p, &t) in pred.iter().zip(truth) {
-        *joint.entry((p, t)).or_insert(0) += 1;
-        *ra.entry(p).or_insert(0) += 1;
-        *cb.entry(t).or_insert(0) += 1;
-    }
-    joint
-        .into_iter()
-        .map(|((p, t), v)| (ra[&p], cb[&t], v))
-        .collect()
 }
 
 #[cfg(test)]
