@@ -5,9 +5,9 @@
 use std::path::Path;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use hermes::encoder::{Encoder, EncoderConfig};
+use hermes::encoder::{Embedder, EncoderConfig, MiniLm};
 
-fn texts(encoder: &Encoder, n: usize) -> Vec<String> {
+fn texts(encoder: &MiniLm, n: usize) -> Vec<String> {
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/data/wiki.jsonl");
     let data = std::fs::read_to_string(&corpus).expect("run `make setup` for the wiki corpus");
     data.lines()
@@ -15,8 +15,8 @@ fn texts(encoder: &Encoder, n: usize) -> Vec<String> {
         .filter_map(|v| v["text"].as_str().map(str::to_owned))
         .filter(|t| {
             encoder
-                .tokenize(&[t])
-                .map(|tok| tok[0].truncated)
+                .tokenize(t)
+                .map(|tok| tok.truncated)
                 .unwrap_or(false)
         })
         .take(n)
@@ -27,7 +27,7 @@ fn bench(c: &mut Criterion) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/minilm-wiki");
     let mut cfg = EncoderConfig::for_dir(&dir);
     cfg.max_tokens = 128;
-    let encoder = Encoder::load(&cfg).expect("encoder (run `make setup`)");
+    let encoder = MiniLm::load(&cfg).expect("encoder (run `make setup`)");
     let texts = texts(&encoder, 64);
     let mut group = c.benchmark_group("encoder_128_tokens");
     group.sample_size(10);

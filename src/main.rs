@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = hermes::config::Cli::parse();
+    let cli = hermes::cli::args::Cli::parse();
     match hermes::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use hermes::batch::BatchConfig;
 use hermes::bundle::{LoadOptions, Manifest, Model};
+use hermes::quantize::Code;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
@@ -19,6 +21,13 @@ fn model() -> &'static Model {
     })
 }
 
+/// Full codes and truncation flags of `texts` embedded as one batch.
+fn label(m: &Model, texts: &[&str]) -> Vec<(Code, bool)> {
+    let e = m.encoder.embed(texts).unwrap();
+    let codes = m.space.codes(&e.vectors).unwrap();
+    codes.into_iter().zip(e.truncated).collect()
+}
+
 fn wiki_texts(n: usize) -> Vec<String> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/data/wiki.jsonl");
     let docs = hermes::corpus::read_jsonl(&path, "text", None).expect("run `make setup`");
@@ -30,12 +39,13 @@ fn default_bundle_loads_and_codes_text() {
     let m = model();
     assert_eq!(m.levels(), &[64, 64, 32]);
     assert_eq!(m.fingerprint().len(), 16);
-    let codes = m
-        .label(&[
+    let codes = label(
+        m,
+        &[
             "The mitochondria is the powerhouse of the cell.",
             "Stock markets fell sharply.",
-        ])
-        .unwrap();
+        ],
+    );
     assert_eq!(codes.len(), 2);
     for (code, truncated) in &codes {
         assert_eq!(code.depth(), 3);
@@ -79,14 +89,14 @@ fn codes_do_not_depend_on_batch_neighbours() {
     let texts = wiki_texts(1000);
     let one_at_a_time: Vec<Vec<u32>> = texts
         .iter()
-        .map(|t| m.label(&[t]).unwrap()[0].0.0.clone())
+        .map(|t| label(m, &[t])[0].0.0.clone())
         .collect();
     let mut order: Vec<usize> = (0..texts.len()).collect();
     order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(9));
     let mut batched = vec![Vec::new(); texts.len()];
     for chunk in order.chunks(64) {
         let refs: Vec<&str> = chunk.iter().map(|&i| texts[i].as_str()).collect();
-        for (&i, (code, _)) in chunk.iter().zip(m.label(&refs).unwrap()) {
+        for (&i, (code, _)) in chunk.iter().zip(label(m, &refs)) {
             batched[i] = code.0;
         }
     }
@@ -119,8 +129,17 @@ fn scratch() -> (tempfile::TempDir, PathBuf) {
     (tmp, dir)
 }
 
+/// What opening the bundle for labeling (load, verify, probes) says.
 fn load_err(dir: &Path) -> String {
-    match Model::load(dir, &LoadOptions::default()) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let batch = BatchConfig {
+        max_batch_tokens: 8192,
+        max_batch_docs: 32,
+        max_wait: std::time::Duration::from_millis(1),
+        max_queue_docs: 64,
+        workers: 1,
+    };
+    match rt.block_on(hermes::labeling::open(dir, &LoadOptions::default(), batch)) {
         Ok(_) => panic!("a broken bundle loaded"),
         Err(e) => e.to_string(),
     }

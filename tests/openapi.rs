@@ -39,7 +39,7 @@ fn committed_openapi_equals_generated() {
 
 #[test]
 fn spec_limits_are_the_server_defaults() {
-    use hermes::config::defaults::*;
+    use hermes::labeling::limits::defaults::*;
     let spec: serde_json::Value = serde_json::from_str(hermes::api::openapi_json()).unwrap();
     let s = &spec["components"]["schemas"];
     assert_eq!(

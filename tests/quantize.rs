@@ -1,7 +1,7 @@
 //! The residual quantizer on synthetic data: prefix property, agreement with a brute-force
 //! reference, batch independence and refusal of non-finite input.
 
-use hermes::fit::kmeans::{KMeansConfig, kmeans};
+use hermes::kmeans::{KMeansConfig, kmeans};
 use hermes::quantize::{Code, QuantizeError, ResidualQuantizer};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

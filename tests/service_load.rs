@@ -23,6 +23,8 @@ async fn overload_is_refused_fast_and_the_server_recovers() {
     let s = Server::start(&[
         "--max-queue-docs",
         "8",
+        "--max-docs-per-request",
+        "8",
         "--max-batch-docs",
         "4",
         "--cache-texts",
@@ -130,7 +132,13 @@ async fn concurrent_clients_get_one_at_a_time_codes() {
     let model = Model::load(&dir, &LoadOptions::default()).unwrap();
     let reference: HashMap<&str, Value> = texts
         .iter()
-        .map(|t| (t.as_str(), json!(model.label(&[t]).unwrap()[0].0.0)))
+        .map(|t| {
+            let e = model.encoder.embed(&[t]).unwrap();
+            (
+                t.as_str(),
+                json!(model.space.codes(&e.vectors).unwrap()[0].0),
+            )
+        })
         .collect();
     drop(model);
 

@@ -10,6 +10,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::labeling::ServiceError;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApiError {
     /// The body is not syntactically valid JSON (or not UTF-8).
@@ -93,6 +95,23 @@ pub struct ErrorDetail {
     pub code: String,
     /// Human-readable explanation.
     pub message: String,
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Validation(m) => Self::Validation(m),
+            ServiceError::Overloaded {
+                message,
+                retry_after,
+            } => Self::Overloaded {
+                message,
+                retry_after,
+            },
+            ServiceError::Unavailable(m) => Self::Unavailable(m),
+            ServiceError::Internal(m) => Self::Internal(m),
+        }
+    }
 }
 
 impl IntoResponse for ApiError {

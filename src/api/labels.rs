@@ -7,9 +7,10 @@ use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::state::AppState;
 use super::types::{
-    CodeResponse, CodeResult, DepthQuery, IdPath, LabelRequest, LabelResponse, LookupRequest,
-    LookupResponse,
+    CodeOut, CodeResponse, CodeResult, DepthQuery, IdPath, LabelRequest, LabelResponse,
+    LabelResult, LookupRequest, LookupResponse, ModelRef,
 };
+use crate::labeling::Document;
 
 /// Label documents.
 ///
@@ -24,10 +25,17 @@ pub async fn label(
 ) -> Result<Json<LabelResponse>, ApiError> {
     let svc = app.service()?;
     let depth = svc.depth(req.depth)?;
-    svc.validate_documents(&req.documents)?;
-    let results = svc.label(req.documents, depth).await?;
+    let docs: Vec<Document> = req.documents.into_iter().map(Document::from).collect();
+    svc.validate_documents(&docs)?;
+    let levels = svc.model().levels();
+    let results = svc
+        .label(docs)
+        .await?
+        .into_iter()
+        .map(|d| LabelResult::at(d, depth, levels))
+        .collect();
     Ok(Json(LabelResponse {
-        model: svc.model_ref(),
+        model: ModelRef::of(svc.model()),
         results,
     }))
 }
@@ -48,13 +56,15 @@ pub async fn get_code(
     let depth = svc.depth(q.depth)?;
     svc.check_id("id", &id)?;
     let entry = svc
-        .lookup(&id)
-        .await
+        .lookup(std::slice::from_ref(&id))
+        .await?
+        .pop()
+        .flatten()
         .ok_or_else(|| ApiError::NotFound(format!("no code for id {id:?}")))?;
     Ok(Json(CodeResponse {
-        code: svc.code_out(&entry.code, depth),
+        code: CodeOut::at(&entry.code, depth, svc.model().levels()),
         id,
-        model: svc.model_ref(),
+        model: ModelRef::of(svc.model()),
     }))
 }
 
@@ -70,16 +80,21 @@ pub async fn lookup(
     let svc = app.service()?;
     let depth = svc.depth(req.depth)?;
     svc.check_lookup(&req.ids)?;
-    let mut results = Vec::with_capacity(req.ids.len());
-    for id in req.ids {
-        let entry = svc.lookup(&id).await;
-        results.push(entry.map(|e| CodeResult {
-            code: svc.code_out(&e.code, depth),
-            id,
-        }));
-    }
+    let found = svc.lookup(&req.ids).await?;
+    let levels = svc.model().levels();
+    let results = req
+        .ids
+        .into_iter()
+        .zip(found)
+        .map(|(id, entry)| {
+            entry.map(|e| CodeResult {
+                code: CodeOut::at(&e.code, depth, levels),
+                id,
+            })
+        })
+        .collect();
     Ok(Json(LookupResponse {
-        model: svc.model_ref(),
+        model: ModelRef::of(svc.model()),
         results,
     }))
 }

@@ -13,14 +13,15 @@ use super::types::{Health, ModelInfo};
 #[utoipa::path(get, path = "/v1/model", tag = "model", responses((status = 200, body = ModelInfo)))]
 pub async fn model(State(app): State<AppState>) -> Result<Json<ModelInfo>, ApiError> {
     let svc = app.service()?;
-    let m = &svc.model.manifest;
+    let m = &svc.model().manifest;
+    let fit = serde_json::to_value(&m.fit).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Json(ModelInfo {
         name: m.name.clone(),
         fingerprint: m.fingerprint.clone(),
         levels: m.levels.clone(),
         dim: m.encoder.dim,
         max_tokens: m.encoder.max_tokens,
-        fit: m.fit.clone(),
+        fit,
     }))
 }
 
@@ -46,8 +47,9 @@ pub async fn readyz(State(app): State<AppState>) -> Result<Json<Health>, ApiErro
     responses((status = 200, content_type = "text/plain; version=0.0.4", body = String)))]
 pub async fn metrics(State(app): State<AppState>) -> Response {
     if let Some(svc) = app.loaded() {
-        svc.cache.report_entries().await;
-        metrics::gauge!("hermes_queue_docs_reserved").set(svc.batcher.queued() as f64);
+        svc.texts.report().await;
+        svc.ids.report().await;
+        metrics::gauge!("hermes_queue_docs_reserved").set(svc.labeler.batcher().queued() as f64);
     }
     let body = app.metrics().render();
     (

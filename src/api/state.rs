@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use super::error::ApiError;
-use crate::service::Service;
+use crate::labeling::Service;
 
 #[derive(Clone)]
 pub struct AppState {

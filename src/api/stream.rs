@@ -17,8 +17,8 @@ use futures::{Stream, StreamExt};
 use super::error::ApiError;
 use super::extract::{ApiQuery, has_content_type, parse_json};
 use super::state::AppState;
-use super::types::{DepthQuery, DocumentIn, StreamLine, StreamLineError};
-use crate::service::Service;
+use super::types::{DepthQuery, LabelResult, StreamLine, StreamLineError};
+use crate::labeling::{Document, Service};
 
 pub const NDJSON: &str = "application/x-ndjson";
 
@@ -160,15 +160,16 @@ async fn label_line(svc: &Arc<Service>, bytes: &[u8], depth: usize) -> Result<Ve
         return Err(ApiError::Validation("empty line".into()));
     }
     let line: StreamLine = parse_json(bytes)?;
-    let docs = vec![DocumentIn {
+    let docs = vec![Document {
         id: line.id,
         text: line.text,
     }];
     svc.validate_documents(&docs)?;
-    let result = svc
-        .label(docs, depth)
+    let labeled = svc
+        .label(docs)
         .await?
         .pop()
         .ok_or_else(|| ApiError::Internal("no result".into()))?;
+    let result = LabelResult::at(labeled, depth, svc.model().levels());
     serde_json::to_vec(&result).map_err(|e| ApiError::Internal(e.to_string()))
 }

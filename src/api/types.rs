@@ -7,12 +7,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::{ArrayBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::bundle::FitInfo;
-use crate::config::defaults::{
+use crate::labeling::limits::defaults::{
     MAX_ABS_EMBEDDING, MAX_DOCS_PER_REQUEST, MAX_ID_CHARS, MAX_ITEMS_PER_REQUEST, MAX_TEXT_CHARS,
 };
 
-// The spec states the server's default limits (`config::defaults`; tests/openapi.rs checks
+// The spec states the server's default limits (`labeling::limits::defaults`; tests/openapi.rs checks
 // that the two agree). A server started with other limits accepts or refuses accordingly.
 
 /// A depth query parameter (`?depth=2`, also `2.0`).
@@ -114,6 +113,15 @@ pub struct ModelRef {
     pub fingerprint: String,
 }
 
+impl ModelRef {
+    pub fn of(model: &crate::bundle::Model) -> Self {
+        Self {
+            name: model.name().to_string(),
+            fingerprint: model.fingerprint().to_string(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DocumentIn {
@@ -140,6 +148,15 @@ pub struct LabelRequest {
     pub depth: Option<u32>,
 }
 
+impl From<DocumentIn> for crate::labeling::Document {
+    fn from(d: DocumentIn) -> Self {
+        Self {
+            id: d.id,
+            text: d.text,
+        }
+    }
+}
+
 /// A code at some depth in the three forms of the label format.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 pub struct CodeOut {
@@ -154,6 +171,18 @@ pub struct CodeOut {
     pub cell: u64,
 }
 
+impl CodeOut {
+    /// `code` truncated to `depth`, in the label format's three forms.
+    pub fn at(code: &crate::quantize::Code, depth: usize, levels: &[usize]) -> Self {
+        let code = code.truncate(depth);
+        Self {
+            label: code.label(),
+            cell: code.cell(levels),
+            code: code.0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct LabelResult {
     /// The document's id as sent (null when none was sent).
@@ -164,6 +193,17 @@ pub struct LabelResult {
     pub truncated: bool,
     /// Answered from the content cache without encoding.
     pub cached: bool,
+}
+
+impl LabelResult {
+    pub fn at(doc: crate::labeling::LabeledDoc, depth: usize, levels: &[usize]) -> Self {
+        Self {
+            code: CodeOut::at(&doc.code.code, depth, levels),
+            truncated: doc.code.truncated,
+            cached: doc.cached,
+            id: doc.id,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -269,7 +309,11 @@ pub struct ModelInfo {
     /// Encoder embedding dimension (what `/v1/quantize` expects).
     pub dim: usize,
     pub max_tokens: usize,
-    pub fit: FitInfo,
+    /// How the bundle was fitted, as its manifest records it (corpus, documents, seed,
+    /// k-means runs, per-depth statistics). Free-form here so that a manifest change does
+    /// not change this API's schema.
+    #[schema(value_type = Object)]
+    pub fit: serde_json::Value,
 }
 
 /// One line of the NDJSON stream's input.

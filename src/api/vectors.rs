@@ -6,7 +6,9 @@ use axum::extract::State;
 use super::error::ApiError;
 use super::extract::ApiJson;
 use super::state::AppState;
-use super::types::{EmbedRequest, EmbedResponse, QuantizeRequest, QuantizeResponse};
+use super::types::{
+    CodeOut, EmbedRequest, EmbedResponse, ModelRef, QuantizeRequest, QuantizeResponse,
+};
 
 /// Embed texts.
 ///
@@ -21,7 +23,7 @@ pub async fn embed(
     let svc = app.service()?;
     let embeddings = svc.embed(req.texts).await?;
     Ok(Json(EmbedResponse {
-        model: svc.model_ref(),
+        model: ModelRef::of(svc.model()),
         embeddings,
     }))
 }
@@ -38,9 +40,14 @@ pub async fn quantize(
 ) -> Result<Json<QuantizeResponse>, ApiError> {
     let svc = app.service()?;
     let depth = svc.depth(req.depth)?;
-    let results = svc.quantize(&req.embeddings, depth)?;
+    let levels = svc.model().levels();
+    let results = svc
+        .quantize(&req.embeddings)?
+        .iter()
+        .map(|c| CodeOut::at(c, depth, levels))
+        .collect();
     Ok(Json(QuantizeResponse {
-        model: svc.model_ref(),
+        model: ModelRef::of(svc.model()),
         results,
     }))
 }

@@ -1,9 +1,12 @@
 //! Dynamic batching: documents from all concurrent requests are gathered into encoder batches.
 //!
 //! A [`Batcher`] is a cheap cloneable handle to a bounded queue served by worker threads (one
-//! per encoder session). A request reserves queue slots for its documents up front; when the
+//! per encoder session); the [`Workers`] guard returned beside it closes the queue and joins
+//! the threads when dropped, so an early return cannot leave them running. A request reserves queue slots for its documents up front; when the
 //! queue is full it gets [`BatchError::Overloaded`] at once instead of waiting in an unbounded
-//! line. Tokenization and inference run on the worker side, off the async runtime. A worker
+//! line. A request larger than the whole queue is refused (the server checks at start-up that
+//! the queue holds several of the largest requests). Documents whose caller has gone away are
+//! dropped before they are encoded. Tokenization and inference run on the worker side, off the async runtime. A worker
 //! waits at most `max_wait` after the oldest queued document for a batch to fill, then takes a
 //! window of queued documents, sorts it by length and cuts it into batches bounded by
 //! `max_batch_docs` and `max_batch_tokens` (padded tokens), so that similar lengths share a
@@ -18,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::encoder::{Encoder, EncoderError, TokenizedText};
+use crate::encoder::{Embedder, EncoderError, TokenizedText};
 
 /// How batches are formed and how much may wait.
 #[derive(Debug, Clone)]
@@ -54,19 +57,23 @@ pub struct DocEmbedding {
 
 struct Job {
     tokens: TokenizedText,
+    /// When it was queued: the batch deadline runs from the oldest job.
     enqueued: Instant,
+    /// Closed when the caller went away; such a job is dropped unencoded.
     reply: oneshot::Sender<Result<Vec<f32>, Arc<EncoderError>>>,
 }
 
 struct Queue {
     jobs: VecDeque<Job>,
+    /// Set by [`Batcher::close`]: no new jobs; workers drain and exit.
     closed: bool,
 }
 
 struct Shared {
-    encoder: Arc<Encoder>,
+    encoder: Arc<dyn Embedder>,
     config: BatchConfig,
     queue: Mutex<Queue>,
+    /// Wakes workers on new jobs and on close.
     wake: Condvar,
     /// Documents reserved: being tokenized or waiting in `queue`.
     reserved: AtomicUsize,
@@ -78,9 +85,36 @@ pub struct Batcher {
     shared: Arc<Shared>,
 }
 
+/// The worker threads. Dropping this closes the queue, lets the workers finish what is
+/// queued, and joins them.
+pub struct Workers {
+    batcher: Batcher,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Closes the queue and waits for the workers to drain it.
+    pub fn shutdown(mut self) {
+        self.join();
+    }
+
+    fn join(&mut self) {
+        self.batcher.close();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        self.join();
+    }
+}
+
 impl Batcher {
-    /// Starts the worker threads. They stop after [`Batcher::close`] once the queue is empty.
-    pub fn start(encoder: Arc<Encoder>, config: BatchConfig) -> (Self, Vec<JoinHandle<()>>) {
+    /// Starts the worker threads; they run until the returned [`Workers`] is dropped.
+    pub fn start(encoder: Arc<dyn Embedder>, config: BatchConfig) -> (Self, Workers) {
         let shared = Arc::new(Shared {
             encoder,
             config,
@@ -91,7 +125,7 @@ impl Batcher {
             wake: Condvar::new(),
             reserved: AtomicUsize::new(0),
         });
-        let workers = (0..shared.config.workers.max(1))
+        let threads = (0..shared.config.workers.max(1))
             .map(|i| {
                 let shared = shared.clone();
                 std::thread::Builder::new()
@@ -100,7 +134,17 @@ impl Batcher {
                     .expect("spawn batch worker")
             })
             .collect();
-        (Self { shared }, workers)
+        let batcher = Self { shared };
+        let workers = Workers {
+            batcher: batcher.clone(),
+            threads,
+        };
+        (batcher, workers)
+    }
+
+    /// The encoder behind this queue.
+    pub fn encoder(&self) -> &Arc<dyn Embedder> {
+        &self.shared.encoder
     }
 
     /// Documents currently queued or being tokenized.
@@ -173,8 +217,10 @@ impl Batcher {
 type Receivers = Vec<oneshot::Receiver<Result<Vec<f32>, Arc<EncoderError>>>>;
 
 fn enqueue(shared: &Shared, texts: &[String]) -> Result<(Receivers, Vec<bool>), BatchError> {
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let tokens = shared.encoder.tokenize(&refs)?;
+    let tokens: Vec<TokenizedText> = texts
+        .iter()
+        .map(|t| shared.encoder.tokenize(t))
+        .collect::<Result<_, _>>()?;
     let now = Instant::now();
     let mut q = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
     if q.closed {
@@ -221,10 +267,17 @@ fn next_window(shared: &Shared) -> Option<Vec<Job>> {
     }
     // A window of a few batches lets length-sorting group similar documents.
     let take = q.jobs.len().min(cfg.max_batch_docs * 4);
-    let window: Vec<Job> = q.jobs.drain(..take).collect();
+    let mut window: Vec<Job> = q.jobs.drain(..take).collect();
     metrics::gauge!("hermes_queue_docs").set(q.jobs.len() as f64);
     drop(q);
     shared.reserved.fetch_sub(window.len(), Ordering::AcqRel);
+    // A caller that went away (client disconnected, request timed out) gets nothing: its
+    // documents are not worth encoder time.
+    let before = window.len();
+    window.retain(|j| !j.reply.is_closed());
+    if window.len() < before {
+        metrics::counter!("hermes_abandoned_docs_total").increment((before - window.len()) as u64);
+    }
     Some(window)
 }
 

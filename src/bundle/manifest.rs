@@ -3,10 +3,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::eval::stats::LevelStats;
-use crate::fit::KMeansStats;
+use crate::kmeans::KMeansStats;
+use crate::quantize::stats::LevelStats;
 
-pub const FORMAT_VERSION: u32 = 1;
+/// Written by this build. Version 2 added the optional `static` encoder entry.
+pub const FORMAT_VERSION: u32 = 2;
+/// Read by this build: version 1 bundles are version 2 bundles without a static tier.
+pub const READABLE_VERSIONS: [u32; 2] = [1, 2];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -25,6 +28,26 @@ pub struct Manifest {
     pub fit: FitInfo,
     /// Texts with their full codes, re-coded and compared at start-up.
     pub probes: Vec<Probe>,
+    /// The optional second encoder tier (`DESIGN.md`, "Encoder tiers"); absent in version 1.
+    #[serde(default, rename = "static", skip_serializing_if = "Option::is_none")]
+    pub static_encoder: Option<StaticEntry>,
+}
+
+/// The `static` tier: a token table in the teacher's embedding space.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StaticEntry {
+    /// `static.safetensors` holding `static.table [vocab, dim]`.
+    pub file: String,
+    pub sha256: String,
+    /// Rows of the table: the tokenizer's vocabulary size.
+    pub vocab: usize,
+    /// Width: the teacher's embedding dimension.
+    pub dim: usize,
+    /// Tokens per text (no special tokens) before truncation.
+    pub max_tokens: usize,
+    /// How the table was fitted (λ, iterations, held-out agreement).
+    pub fit: serde_json::Value,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -60,7 +83,7 @@ pub struct TransformEntry {
     pub explained_variance: f64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FitInfo {
     /// File name of the corpus (no directories: they would leak a machine's layout).

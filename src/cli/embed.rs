@@ -2,15 +2,15 @@
 
 use anyhow::Result;
 
-use crate::config::EmbedArgs;
-use crate::encoder::{Encoder, EncoderConfig};
+use super::args::EmbedArgs;
+use crate::encoder::{Embedder, EncoderConfig, MiniLm};
 
 pub fn run(args: EmbedArgs) -> Result<()> {
     let mut cfg = EncoderConfig::for_dir(&args.bundle);
     cfg.max_tokens = args.max_tokens;
     cfg.intra_threads = args.runtime.intra_threads;
     cfg.ort_lib = args.runtime.ort_lib;
-    let encoder = Encoder::load(&cfg)?;
+    let encoder = MiniLm::load(&cfg)?;
     let texts: Vec<&str> = args.texts.iter().map(String::as_str).collect();
     let out = encoder.embed(&texts)?;
     for (i, text) in texts.iter().enumerate() {

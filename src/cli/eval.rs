@@ -2,10 +2,11 @@
 
 use anyhow::{Result, bail};
 
-use crate::bundle::{LoadOptions, Model};
-use crate::config::EvalArgs;
+use super::args::EvalArgs;
+use crate::bundle::LoadOptions;
 use crate::corpus::{read_jsonl, read_npy};
 use crate::eval::report::{EvalInput, evaluate};
+use crate::labeling::open;
 
 pub fn run(args: EvalArgs) -> Result<()> {
     let options = LoadOptions {
@@ -13,7 +14,13 @@ pub fn run(args: EvalArgs) -> Result<()> {
         intra_threads: args.runtime.intra_threads,
         sessions: 1,
     };
-    let model = Model::load(&args.bundle, &options)?;
+    let opened = super::block_on(open(
+        &args.bundle,
+        &options,
+        super::offline_batching(1, 256, 4),
+    ))??;
+    let labeler = &opened.labeler;
+    let model = labeler.model();
     let docs = read_jsonl(&args.input, &args.text_field, Some(&args.label_field))?;
     let dim = model.encoder.dim();
     let e = match &args.embeddings {
@@ -31,11 +38,11 @@ pub fn run(args: EvalArgs) -> Result<()> {
         }
         None => {
             let texts: Vec<&str> = docs.iter().map(|d| d.text.as_str()).collect();
-            super::embed_with_progress(&model.encoder, &texts, args.batch)?.vectors
+            super::embed_corpus(model.encoder.clone(), &texts)?
         }
     };
-    let codes = model.code_embeddings(&e)?;
-    let z = model.transform.apply(&e);
+    let codes = labeler.quantize(&e)?;
+    let z = model.space.transform.apply(&e);
     let labels: Vec<Option<String>> = docs.into_iter().map(|d| d.label).collect();
     let report = evaluate(&EvalInput {
         bundle: model.name().to_string(),
@@ -45,7 +52,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         z: &z,
         codes: &codes,
         labels: &labels,
-        quantizer: &model.quantizer,
+        quantizer: &model.space.quantizer,
         seed: args.seed,
     });
     print!("{}", report.markdown());

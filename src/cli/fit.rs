@@ -2,12 +2,15 @@
 
 use anyhow::{Context, Result, bail};
 
-use crate::bundle::{FitInfo, LoadOptions, Model, NewBundle, Probe, write_bundle};
-use crate::config::FitArgs;
+use std::sync::Arc;
+
+use super::args::FitArgs;
+use crate::bundle::{FitInfo, LoadOptions, NewBundle, Probe, write_bundle};
 use crate::corpus::{read_jsonl, read_npy, write_npy};
-use crate::encoder::{Encoder, EncoderConfig};
+use crate::encoder::{Embedder, EncoderConfig, MiniLm};
 use crate::fit::pca::TransformConfig;
 use crate::fit::{FitConfig, Fitted, fit};
+use crate::labeling::open;
 use crate::quantize::Code;
 
 /// Longest text considered as a probe (probes live in the manifest).
@@ -29,7 +32,7 @@ pub fn run(args: FitArgs) -> Result<()> {
     enc_cfg.max_tokens = args.max_tokens;
     enc_cfg.intra_threads = args.runtime.intra_threads;
     enc_cfg.ort_lib = args.runtime.ort_lib.clone();
-    let encoder = Encoder::load(&enc_cfg)?;
+    let encoder: Arc<dyn Embedder> = Arc::new(MiniLm::load(&enc_cfg)?);
     let texts: Vec<&str> = docs.iter().map(|d| d.text.as_str()).collect();
 
     let (e, dim) = match &args.embeddings {
@@ -53,10 +56,7 @@ pub fn run(args: FitArgs) -> Result<()> {
             }
             (e, dim)
         }
-        None => (
-            super::embed_with_progress(&encoder, &texts, args.batch)?.vectors,
-            encoder.dim(),
-        ),
+        None => (super::embed_corpus(encoder.clone(), &texts)?, encoder.dim()),
     };
     if let Some(path) = &args.save_embeddings {
         write_npy(path, &e, dim)?;
@@ -83,7 +83,7 @@ pub fn run(args: FitArgs) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
 
-    let probes = choose_probes(&encoder, &fitted, &texts, &e, args.probes)?;
+    let probes = choose_probes(encoder.as_ref(), &fitted, &texts, &e, args.probes)?;
     let name = args.name.clone().unwrap_or_else(|| {
         args.out
             .file_name()
@@ -122,7 +122,12 @@ pub fn run(args: FitArgs) -> Result<()> {
         intra_threads: args.runtime.intra_threads,
         sessions: 1,
     };
-    Model::load(&args.out, &options).context("the bundle just written does not load")?;
+    super::block_on(open(
+        &args.out,
+        &options,
+        super::offline_batching(1, 256, 1),
+    ))?
+    .context("the bundle just written does not load")?;
     println!(
         "bundle {} (fingerprint {})",
         args.out.display(),
@@ -143,7 +148,7 @@ pub fn run(args: FitArgs) -> Result<()> {
 /// flip them: the best-margin short texts by the corpus embeddings, re-embedded by this
 /// encoder (the corpus embeddings may come from elsewhere) and ranked again.
 fn choose_probes(
-    encoder: &Encoder,
+    encoder: &dyn Embedder,
     fitted: &Fitted,
     texts: &[&str],
     e: &[f32],

@@ -1,21 +1,31 @@
 //! What each subcommand does, in terms of the library's parts. Only I/O and orchestration
-//! live here; the work is in `fit`, `eval`, `bundle` and `encoder`.
+//! live here; the work is in `fit`, `eval`, `bundle`, `labeling` and `corpus`.
 
+pub mod args;
 mod embed;
 mod eval;
 mod fit;
+mod label;
+mod stats;
 
-use anyhow::Result;
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::config::{Cli, Command};
-use crate::encoder::{Embedded, Encoder};
+use crate::batch::{BatchConfig, Batcher};
+use crate::encoder::Embedder;
+use args::{Cli, Command};
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Fit(args) => fit::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Embed(args) => embed::run(args),
+        Command::Label(args) => label::run(args),
+        Command::Stats(args) => stats::run(args),
         Command::Serve(args) => crate::server::run(*args),
         Command::Openapi => {
             print!("{}", crate::api::openapi_json());
@@ -24,15 +34,67 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Embeds a corpus with a progress bar (docs/s and ETA) on stderr.
-fn embed_with_progress(encoder: &Encoder, texts: &[&str], batch: usize) -> Result<Embedded> {
-    let bar = ProgressBar::new(texts.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template("embedding {bar:40} {pos}/{len} docs  {per_sec}  ETA {eta}")
-            .expect("static template")
-            .progress_chars("=> "),
-    );
-    let out = encoder.embed_many(texts, batch, |done| bar.set_position(done as u64))?;
+/// Runs `f` on a multi-threaded tokio runtime (the batcher is async).
+pub(crate) fn block_on<F: Future>(f: F) -> Result<F::Output> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    Ok(rt.block_on(f))
+}
+
+/// Batching for offline commands: no waiting for stragglers, a queue that holds every chunk
+/// in flight.
+pub(crate) fn offline_batching(sessions: usize, chunk: usize, in_flight: usize) -> BatchConfig {
+    BatchConfig {
+        max_batch_tokens: 8192,
+        max_batch_docs: 32,
+        max_wait: std::time::Duration::from_millis(2),
+        max_queue_docs: chunk * in_flight,
+        workers: sessions.max(1),
+    }
+}
+
+/// Documents per request to the batcher while embedding a corpus, and requests in flight.
+const CHUNK: usize = 256;
+const IN_FLIGHT: usize = 4;
+
+/// Embeds a corpus through the batcher with a progress bar (docs/s and ETA) on stderr;
+/// returns `[n, dim]` row-major in input order.
+pub(crate) fn embed_corpus(encoder: Arc<dyn Embedder>, texts: &[&str]) -> Result<Vec<f32>> {
+    let dim = encoder.dim();
+    let (batcher, workers) = Batcher::start(encoder, offline_batching(1, CHUNK, IN_FLIGHT));
+    let bar = progress_bar(texts.len() as u64, "embedding");
+    let out = block_on(async {
+        let mut out = Vec::with_capacity(texts.len() * dim);
+        let mut results = futures::stream::iter(texts.chunks(CHUNK))
+            .map(|chunk| {
+                let batcher = batcher.clone();
+                let owned: Vec<String> = chunk.iter().map(|t| t.to_string()).collect();
+                async move { batcher.embed(owned).await }
+            })
+            .buffered(IN_FLIGHT);
+        while let Some(chunk) = results.next().await {
+            let chunk = chunk?;
+            bar.inc(chunk.len() as u64);
+            out.extend(chunk.into_iter().flat_map(|e| e.vector));
+        }
+        anyhow::Ok(out)
+    })??;
+    drop(workers);
     bar.finish();
     Ok(out)
+}
+
+/// A progress bar with docs/s and ETA (hidden when stderr is not a terminal).
+pub(crate) fn progress_bar(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{what} {{bar:40}} {{pos}}/{{len}} docs  {{per_sec}}  ETA {{eta}}"
+        ))
+        .expect("static template")
+        .progress_chars("=> "),
+    );
+    bar
 }

@@ -21,7 +21,9 @@ pub struct TokenizedText {
 
 /// A thread-safe tokenizer configured for hermes.
 pub struct Tokenizer {
+    /// The HuggingFace tokenizer with padding off and hermes' truncation on.
     inner: tokenizers::Tokenizer,
+    /// Token budget per text, special tokens included.
     max_tokens: usize,
 }
 
@@ -54,12 +56,13 @@ impl Tokenizer {
         self.max_tokens
     }
 
-    /// Tokenizes one text. Any Rust string is accepted: control characters (NUL included) are
-    /// dropped by BERT's normaliser and an empty text becomes `[CLS] [SEP]`.
-    pub fn encode(&self, text: &str) -> Result<TokenizedText, EncoderError> {
+    /// Tokenizes one text, with `[CLS]`/`[SEP]` when `special` is set. Any Rust string is
+    /// accepted: control characters (NUL included) are dropped by BERT's normaliser and an
+    /// empty text becomes `[CLS] [SEP]`.
+    pub fn encode(&self, text: &str, special: bool) -> Result<TokenizedText, EncoderError> {
         let enc = self
             .inner
-            .encode_fast(text, true)
+            .encode_fast(text, special)
             .map_err(|e| EncoderError::Tokenize(e.to_string()))?;
         Ok(TokenizedText {
             ids: enc.get_ids().to_vec(),

@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::metrics::{Agreement, agreement};
-use super::stats::{LevelStats, level_stats};
-use crate::fit::kmeans::{KMeansConfig, kmeans};
+use crate::kmeans::{KMeansConfig, kmeans};
+use crate::quantize::stats::{LevelStats, level_stats};
 use crate::quantize::{Code, ResidualQuantizer};
 
 /// Labels that count for fitting but not for label metrics.

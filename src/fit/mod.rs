@@ -1,14 +1,13 @@
 //! Fitting a bundle's learned parts: the transform, then each codebook level by k-means on
 //! the residuals of the level before.
 
-pub mod kmeans;
 pub mod pca;
 
 use serde::{Deserialize, Serialize};
 
-use crate::eval::stats::{LevelStats, level_stats};
+use crate::kmeans::{KMeansConfig, KMeansStats, kmeans};
+use crate::quantize::stats::{LevelStats, level_stats};
 use crate::quantize::{ResidualQuantizer, Transform};
-use kmeans::{KMeansConfig, kmeans};
 use pca::{TransformConfig, fit_transform};
 
 /// How to fit (the `hermes fit` flags).
@@ -20,14 +19,6 @@ pub struct FitConfig {
     /// Lloyd iterations per level at most.
     pub max_iter: usize,
     pub transform: TransformConfig,
-}
-
-/// Per-level record of the k-means run, kept in the manifest.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
-pub struct KMeansStats {
-    pub iterations: usize,
-    pub converged: bool,
-    pub reseeded: usize,
 }
 
 /// A fitted transform + quantizer and what the fit measured on its own corpus.

@@ -11,9 +11,12 @@
 //! every level. This is FAISS's `use_beam_LUT` idea for greedy search.
 
 mod code;
+mod space;
+pub mod stats;
 mod transform;
 
 pub use code::Code;
+pub use space::CodeSpace;
 pub use transform::Transform;
 
 use crate::linalg::{argmin, matmul_nt, matmul_nt_into, row_sq_norms};

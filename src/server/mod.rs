@@ -1,136 +1,187 @@
-//! `hermes serve`: bind, load the bundle in the background, serve, drain on SIGTERM/SIGINT.
+//! `hermes serve`: bind, load the bundle in the background, serve, drain on shutdown.
+//!
+//! [`serve`] takes a bound listener, the configuration and a shutdown future, in the style of
+//! mini-redis's `server::run`, so tests run the whole server in-process; [`run`] is the
+//! binary's entry: it binds, and turns SIGTERM/SIGINT into that future.
 //!
 //! The listener is bound before the bundle loads so that `/healthz` answers (and `/readyz`
-//! says 503) during start-up. A bundle that fails verification stops the process with a
-//! non-zero status and a message naming the file and field. On a signal, `/readyz` turns 503,
-//! `/v1/*` refuses new requests, the listener stops accepting, every request already accepted
-//! is answered, the batching workers finish their queue, and the process exits; if draining
-//! takes longer than `--shutdown-timeout-s`, it exits anyway.
+//! says 503) during start-up. A bundle that fails verification stops the server with an
+//! error naming the file and field. On shutdown, `/readyz` turns 503, `/v1/*` refuses new
+//! requests, the listener stops accepting, every request already accepted is answered, the
+//! batching workers finish their queue (dropping [`crate::batch::Workers`] closes it, so no
+//! early return can skip that), and `serve` returns. The binary exits anyway after
+//! `--shutdown-timeout-s`.
 
 mod telemetry;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::api::state::AppState;
 use crate::api::{HttpConfig, app};
-use crate::batch::{BatchConfig, Batcher};
-use crate::bundle::{LoadOptions, Model};
-use crate::cache::{CacheConfig, CodeCache};
-use crate::config::ServeArgs;
-use crate::service::{Limits, Service};
+use crate::batch::BatchConfig;
+use crate::bundle::LoadOptions;
+use crate::cache::TextCache;
+use crate::cli::args::ServeArgs;
+use crate::labeling::{Limits, Service, open};
+use crate::store::{MemoryStore, Namespace};
 
+/// The binary's entry: logging, a runtime, the listener, signals.
 pub fn run(args: ServeArgs) -> Result<()> {
     telemetry::init_logging(&args.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("start the async runtime")?;
-    runtime.block_on(serve(args))
+    runtime.block_on(async move {
+        let listener = TcpListener::bind((args.host.as_str(), args.port))
+            .await
+            .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
+        let addr: SocketAddr = listener.local_addr()?;
+        // Tests and scripts read this line to find a port chosen with --port 0.
+        println!("hermes listening on http://{addr}");
+        let grace = Duration::from_secs(args.shutdown_timeout_s);
+        serve(listener, args, signal_then_deadline(grace)).await
+    })
 }
 
-async fn serve(args: ServeArgs) -> Result<()> {
-    let state = AppState::new(args.api_key.clone(), telemetry::prometheus());
+/// Serves `config`'s bundle on `listener` until `shutdown` resolves, then drains and returns.
+pub async fn serve(
+    listener: TcpListener,
+    config: ServeArgs,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    check_config(&config)?;
+    let state = AppState::new(config.api_key.clone(), telemetry::prometheus());
     let http = HttpConfig {
-        max_body_bytes: args.max_body_bytes,
-        request_timeout: args.request_timeout(),
-        cors_origins: args.cors_origin.clone(),
+        max_body_bytes: config.max_body_bytes,
+        request_timeout: config.request_timeout(),
+        cors_origins: config.cors_origin.clone(),
     };
-    let listener = TcpListener::bind((args.host.as_str(), args.port))
-        .await
-        .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
-    let addr: SocketAddr = listener.local_addr()?;
-    // Tests and scripts read this line to find a port chosen with --port 0.
-    println!("hermes listening on http://{addr}");
-    tracing::info!(%addr, bundle = %args.bundle.display(), "listening; loading the bundle");
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, bundle = %config.bundle.display(), "listening; loading the bundle");
 
+    // The shutdown future is awaited once, here; the server and the loader both watch it.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    {
+        let state = state.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutdown requested: draining");
+            state.start_draining();
+            let _ = stop_tx.send(true);
+        });
+    }
     let server = {
         let app = app(state.clone(), &http);
-        let state = state.clone();
-        let grace = Duration::from_secs(args.shutdown_timeout_s);
+        let mut stop = stop_rx.clone();
         tokio::spawn(async move {
             axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown_signal(state, grace))
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
                 .await
         })
     };
 
-    let loader_args = args.clone();
-    let model = tokio::task::spawn_blocking(move || {
-        Model::load(
-            &loader_args.bundle,
-            &LoadOptions {
-                ort_lib: loader_args.runtime.ort_lib.clone(),
-                intra_threads: loader_args.runtime.intra_threads,
-                sessions: loader_args.encoder_sessions.max(1),
-            },
-        )
-    })
-    .await
-    .context("the loader task failed")??;
-    let max_tokens = model.manifest.encoder.max_tokens;
+    let loaded = load(&config).await;
+    let workers = match loaded {
+        Ok((service, workers)) => {
+            state.set_service(Arc::new(service));
+            workers
+        }
+        Err(e) => {
+            server.abort();
+            return Err(e);
+        }
+    };
+    server
+        .await
+        .context("the server task failed")?
+        .context("serving failed")?;
+    tokio::task::spawn_blocking(move || workers.shutdown())
+        .await
+        .context("the batching workers did not stop")?;
+    tracing::info!("drained; bye");
+    Ok(())
+}
+
+/// Refuses flag combinations that could never work, before anything loads.
+fn check_config(config: &ServeArgs) -> Result<()> {
     anyhow::ensure!(
-        args.max_batch_tokens >= max_tokens,
+        config.max_queue_docs >= config.max_docs_per_request,
+        "--max-queue-docs {} is below --max-docs-per-request {}: a full-size request could never be admitted",
+        config.max_queue_docs,
+        config.max_docs_per_request
+    );
+    Ok(())
+}
+
+/// Loads and verifies the bundle and builds the service around it.
+async fn load(config: &ServeArgs) -> Result<(Service, crate::batch::Workers)> {
+    let options = LoadOptions {
+        ort_lib: config.runtime.ort_lib.clone(),
+        intra_threads: config.runtime.intra_threads,
+        sessions: config.encoder_sessions.max(1),
+    };
+    let batch = BatchConfig {
+        max_batch_tokens: config.max_batch_tokens,
+        max_batch_docs: config.max_batch_docs.max(1),
+        max_wait: config.max_wait(),
+        max_queue_docs: config.max_queue_docs,
+        workers: config.encoder_sessions.max(1),
+    };
+    let opened = open(&config.bundle, &options, batch).await?;
+    let model = opened.labeler.model().clone();
+    let max_tokens = model.encoder.max_tokens();
+    anyhow::ensure!(
+        config.max_batch_tokens >= max_tokens,
         "--max-batch-tokens {} is below the bundle's max_tokens {max_tokens}: a long text would not fit any batch",
-        args.max_batch_tokens
+        config.max_batch_tokens
     );
-    let model = Arc::new(model);
-    let (batcher, workers) = Batcher::start(
-        model.encoder.clone(),
-        BatchConfig {
-            max_batch_tokens: args.max_batch_tokens,
-            max_batch_docs: args.max_batch_docs.max(1),
-            max_wait: args.max_wait(),
-            max_queue_docs: args.max_queue_docs,
-            workers: args.encoder_sessions.max(1),
+    let namespace = Namespace {
+        fingerprint: model.fingerprint().to_string(),
+        encoder: model.encoder.kind().to_string(),
+    };
+    let service = Service {
+        labeler: opened.labeler,
+        texts: TextCache::new(
+            namespace.clone(),
+            config.cache_texts,
+            config.cache_ttl(),
+            config.cache_idle(),
+        ),
+        ids: Arc::new(MemoryStore::new(
+            namespace,
+            config.cache_ids,
+            config.cache_ttl(),
+            config.cache_idle(),
+        )),
+        limits: Limits {
+            max_docs: config.max_docs_per_request,
+            max_text_chars: config.max_text_chars,
+            max_id_chars: config.max_id_chars,
+            max_items: config.max_items_per_request,
+            stream_concurrency: config.stream_concurrency,
         },
-    );
-    let cache = CodeCache::new(
-        &CacheConfig {
-            id_capacity: args.cache_ids,
-            text_capacity: args.cache_texts,
-            ttl: args.cache_ttl(),
-            idle: args.cache_idle(),
-        },
-        model.fingerprint(),
-    );
-    let limits = Limits {
-        max_docs: args.max_docs_per_request,
-        max_text_chars: args.max_text_chars,
-        max_id_chars: args.max_id_chars,
-        max_items: args.max_items_per_request,
-        stream_concurrency: args.stream_concurrency,
     };
     tracing::info!(
         name = model.name(),
         fingerprint = model.fingerprint(),
         "bundle verified; ready"
     );
-    state.set_service(Arc::new(Service {
-        model,
-        batcher: batcher.clone(),
-        cache,
-        limits,
-    }));
-
-    server
-        .await
-        .context("the server task failed")?
-        .context("serving failed")?;
-    batcher.close();
-    for w in workers {
-        let _ = tokio::task::spawn_blocking(move || w.join()).await;
-    }
-    tracing::info!("drained; bye");
-    Ok(())
+    Ok((service, opened.workers))
 }
 
-/// Resolves on SIGTERM or SIGINT after marking the server as draining; arms a hard deadline.
-async fn shutdown_signal(state: AppState, grace: Duration) {
+/// Resolves on SIGTERM or SIGINT, and arms a hard deadline: if draining takes longer than
+/// `grace`, the process exits with status 1.
+async fn signal_then_deadline(grace: Duration) {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -146,8 +197,7 @@ async fn shutdown_signal(state: AppState, grace: Duration) {
         _ = ctrl_c => {},
         _ = term => {},
     }
-    tracing::info!(grace_s = grace.as_secs(), "signal received: draining");
-    state.start_draining();
+    tracing::info!(grace_s = grace.as_secs(), "signal received");
     std::thread::spawn(move || {
         std::thread::sleep(grace);
         eprintln!(

@@ -36,7 +36,7 @@ impl Server {
             .strip_prefix("hermes listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {first:?}; log {}", log.display()))
             .to_string();
-        let server = Server {
+        let mut server = Server {
             child,
             base,
             log,
@@ -54,6 +54,9 @@ impl Server {
                 "server not ready; log:\n{}",
                 server.log_text()
             );
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("server exited ({status}); log:\n{}", server.log_text());
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         server

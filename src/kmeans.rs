@@ -1,4 +1,4 @@
-//! k-means for one codebook level: k-means++ seeding, Lloyd iterations until the assignments
+//! k-means (used by `fit` for each codebook level and by `eval` for the flat baseline): k-means++ seeding, Lloyd iterations until the assignments
 //! settle (or a cap), and re-seeding of empty or starving clusters from the worst-fitted points.
 //!
 //! Deterministic for a seed: randomness comes only from a seeded ChaCha stream, assignments are
@@ -13,6 +13,14 @@ use crate::linalg::{argmin, matmul_nt, row_sq_norms, sq_dist_f64};
 
 /// Rows per parallel task (fixed: see the module doc).
 const CHUNK: usize = 1024;
+
+/// Per-level record of a k-means run, kept in a bundle's manifest.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct KMeansStats {
+    pub iterations: usize,
+    pub converged: bool,
+    pub reseeded: usize,
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct KMeansConfig {

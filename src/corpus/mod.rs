@@ -1,6 +1,15 @@
-//! Reading corpora: JSONL documents (one object a line) and `.npy` embedding matrices.
+//! Reading corpora.
 //!
-//! Errors name the line (JSONL) or the header field (npy) at fault; nothing is skipped silently.
+//! - Here: a whole JSONL corpus in memory (for `fit` and `eval`, which need every document at
+//!   once) and `.npy` embedding matrices. Errors name the line (JSONL) or the header field
+//!   (npy) at fault; nothing is skipped silently.
+//! - [`inputs`]: corpus-scale input lists (files, directories, globs) and their sharding.
+//! - [`reader`]: streaming documents out of `.jsonl`, `.jsonl.gz`, `.jsonl.zst`, `.parquet`.
+//! - [`codes`]: the `hermes label` output (Parquet codes + done markers) and reading it back.
+
+pub mod codes;
+pub mod inputs;
+pub mod reader;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;

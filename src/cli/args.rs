@@ -1,23 +1,15 @@
 //! The command line: one clap struct per subcommand, every flag also read from `HERMES_<FLAG>`.
+//! `ServeArgs` is also the server's one configuration struct.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::labeling::limits::defaults;
+
 /// Default bundle, relative to the working directory (the repository root for `make serve`).
 pub const DEFAULT_BUNDLE: &str = "models/minilm-wiki";
-
-/// Default request limits. The OpenAPI document states these same numbers (a test checks),
-/// so a client generated from the spec and the server agree on what is valid.
-pub mod defaults {
-    pub const MAX_DOCS_PER_REQUEST: usize = 256;
-    pub const MAX_TEXT_CHARS: usize = 16_384;
-    pub const MAX_ID_CHARS: usize = 256;
-    pub const MAX_ITEMS_PER_REQUEST: usize = 4096;
-    /// Largest magnitude accepted in a caller's embedding (encoder outputs are unit vectors).
-    pub const MAX_ABS_EMBEDDING: f32 = 1e6;
-}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -42,6 +34,65 @@ pub enum Command {
     Eval(EvalArgs),
     /// Embed texts with the bundle's encoder and print the first dimensions (a smoke test).
     Embed(EmbedArgs),
+    /// Label a corpus shard: input files → codes/*.parquet and done/*.json under --out.
+    Label(LabelArgs),
+    /// Bucket sizes, entropy and perplexity per depth of a `hermes label` output.
+    Stats(StatsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LabelArgs {
+    #[arg(long, env = "HERMES_BUNDLE", default_value = DEFAULT_BUNDLE)]
+    pub bundle: PathBuf,
+    /// Input files, directories (searched recursively) or globs of .jsonl, .jsonl.gz,
+    /// .jsonl.zst and .parquet; the sorted list is split across tasks.
+    #[arg(long, env = "HERMES_INPUT", required = true, num_args = 1..)]
+    pub input: Vec<PathBuf>,
+    /// Output directory: codes/<input>.parquet and done/<input>.json.
+    #[arg(long, env = "HERMES_OUT")]
+    pub out: PathBuf,
+    /// Encoder tier (only minilm exists in this build).
+    #[arg(long, env = "HERMES_ENCODER", default_value = "minilm", value_parser = ["minilm", "static"])]
+    pub encoder: String,
+    /// Field (JSONL) or column (Parquet) holding the text.
+    #[arg(long, env = "HERMES_TEXT_FIELD", default_value = "text")]
+    pub text_field: String,
+    /// Field or column holding the document id; rows without one get `<file>:<row>`.
+    #[arg(long, env = "HERMES_ID_FIELD", default_value = "id")]
+    pub id_field: String,
+    /// This task's index (default: from Slurm or JOB_COMPLETION_INDEX, else 0).
+    #[arg(long, env = "HERMES_SHARD_INDEX")]
+    pub shard_index: Option<usize>,
+    /// Number of tasks (default: from Slurm, else 1).
+    #[arg(long, env = "HERMES_SHARD_COUNT")]
+    pub shard_count: Option<usize>,
+    /// Encoder sessions (batches that run at once).
+    #[arg(long, env = "HERMES_ENCODER_SESSIONS", default_value_t = 1)]
+    pub encoder_sessions: usize,
+    /// Documents read and labeled per chunk (bounds memory with 4 chunks in flight).
+    #[arg(long, env = "HERMES_CHUNK_DOCS", default_value_t = 256)]
+    pub chunk_docs: usize,
+    /// Seconds between progress lines when stderr is not a terminal.
+    #[arg(long, env = "HERMES_PROGRESS_INTERVAL_S", default_value_t = 10)]
+    pub progress_interval_s: u64,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// A `hermes label` output directory (its codes/ are read).
+    #[arg(long, env = "HERMES_INPUT")]
+    pub input: PathBuf,
+    /// Report depths 1..=D (default: every level in the files).
+    #[arg(long, env = "HERMES_DEPTH")]
+    pub depth: Option<usize>,
+    /// Output format on stdout.
+    #[arg(long, env = "HERMES_FORMAT", default_value = "json", value_parser = ["json", "csv"])]
+    pub format: String,
+    /// Also draw the sorted bucket sizes per depth (log scale) as SVG here.
+    #[arg(long, env = "HERMES_PLOT")]
+    pub plot: Option<PathBuf>,
 }
 
 /// Options every command that runs the encoder shares.
@@ -181,9 +232,9 @@ pub struct ServeArgs {
     #[arg(long, env = "HERMES_MAX_WAIT_MS", default_value_t = 5)]
     pub max_wait_ms: u64,
     /// Documents waiting for the encoder at most; beyond that requests get 503 overloaded.
-    /// The default (256) is about 12 s of work for one 2-core machine: past that, a fast 503
-    /// serves a client better than a long wait.
-    #[arg(long, env = "HERMES_MAX_QUEUE_DOCS", default_value_t = 256)]
+    /// Must be at least --max-docs-per-request; the default is 4 full-size requests, so a
+    /// request that fits is refused only when several others are ahead of it.
+    #[arg(long, env = "HERMES_MAX_QUEUE_DOCS", default_value_t = 4 * defaults::MAX_DOCS_PER_REQUEST)]
     pub max_queue_docs: usize,
 
     /// Documents per /v1/label request (texts per /v1/embed, embeddings per /v1/quantize) at most.

@@ -3,10 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::quantize::{Code, ResidualQuantizer};
+use super::{Code, ResidualQuantizer};
 
 /// What the codes of a corpus look like at one depth (level `depth` for the per-level fields).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LevelStats {
     pub depth: usize,
     /// Codebook size of this level.

@@ -1,0 +1,247 @@
+//! The output of `hermes label` under `--out`, and reading it back for `hermes stats`.
+//!
+//! Per input file: `codes/<rel>.parquet` (columns `id`, `row`, `c1`.., `cell`, `truncated`,
+//! zstd, row groups of at most [`ROW_GROUP`] rows) and `done/<rel>.json`. The Parquet file is
+//! written under a temporary name and renamed when complete; the done marker is written (also
+//! by rename) only after that. A file is done exactly when its marker exists, so a task killed
+//! at any point leaves either nothing, a stray temporary, or a complete file without a
+//! marker, and a rerun redoes that file from the start: no row is lost or written twice.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::{
+    ArrayRef, BooleanArray, RecordBatch, StringArray, UInt16Array, UInt32Array, UInt64Array,
+};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+
+/// Rows per Parquet row group at most (bounds the writer's memory).
+pub const ROW_GROUP: usize = 65_536;
+
+/// `codes/<rel>.parquet` and `done/<rel>.json` under `out`.
+pub fn paths(out: &Path, rel: &Path) -> (PathBuf, PathBuf) {
+    let with = |dir: &str, ext: &str| {
+        let mut p = out.join(dir).join(rel).into_os_string();
+        p.push(ext);
+        PathBuf::from(p)
+    };
+    (with("codes", ".parquet"), with("done", ".json"))
+}
+
+/// What a done marker records.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Done {
+    /// The input, relative to its root.
+    pub input: String,
+    pub rows: u64,
+    pub seconds: f64,
+    pub encoder: String,
+    pub bundle: String,
+    pub fingerprint: String,
+}
+
+impl Done {
+    pub fn read(path: &Path) -> Result<Option<Done>, String> {
+        match std::fs::read_to_string(path) {
+            Ok(s) => serde_json::from_str(&s)
+                .map(Some)
+                .map_err(|e| format!("{}: not a done marker: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    }
+
+    /// Writes the marker by rename, so it is never seen half-written.
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = tmp_name(path);
+        std::fs::write(&tmp, serde_json::to_string_pretty(self)? + "\n")?;
+        std::fs::rename(&tmp, path)
+    }
+}
+
+fn tmp_name(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(format!(".tmp-{}", std::process::id()));
+    PathBuf::from(p)
+}
+
+/// One labeled row.
+#[derive(Debug, Clone)]
+pub struct CodeRow {
+    pub id: String,
+    pub row: u64,
+    pub code: Vec<u32>,
+    pub cell: u32,
+    pub truncated: bool,
+}
+
+/// Writes one `codes/<rel>.parquet` through a temporary file.
+pub struct CodesWriter {
+    writer: ArrowWriter<File>,
+    schema: SchemaRef,
+    levels: usize,
+    tmp: PathBuf,
+    path: PathBuf,
+    rows: u64,
+}
+
+pub fn schema(levels: usize) -> SchemaRef {
+    let mut fields = vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("row", DataType::UInt64, false),
+    ];
+    for l in 1..=levels {
+        fields.push(Field::new(format!("c{l}"), DataType::UInt16, false));
+    }
+    fields.push(Field::new("cell", DataType::UInt32, false));
+    fields.push(Field::new("truncated", DataType::Boolean, false));
+    Arc::new(Schema::new(fields))
+}
+
+impl CodesWriter {
+    pub fn create(path: &Path, levels: usize) -> Result<Self, String> {
+        let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
+        }
+        let tmp = tmp_name(path);
+        let file = File::create(&tmp).map_err(|e| err(&e))?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(3).expect("valid level"),
+            ))
+            .set_max_row_group_size(ROW_GROUP)
+            .build();
+        let schema = schema(levels);
+        let writer =
+            ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| err(&e))?;
+        Ok(Self {
+            writer,
+            schema,
+            levels,
+            tmp,
+            path: path.to_path_buf(),
+            rows: 0,
+        })
+    }
+
+    pub fn write(&mut self, rows: &[CodeRow]) -> Result<(), String> {
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.id.as_str()),
+            )),
+            Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.row))),
+        ];
+        for l in 0..self.levels {
+            columns.push(Arc::new(UInt16Array::from_iter_values(
+                rows.iter().map(|r| r.code[l] as u16),
+            )));
+        }
+        columns.push(Arc::new(UInt32Array::from_iter_values(
+            rows.iter().map(|r| r.cell),
+        )));
+        columns.push(Arc::new(BooleanArray::from_iter(
+            rows.iter().map(|r| Some(r.truncated)),
+        )));
+        let batch = RecordBatch::try_new(self.schema.clone(), columns)
+            .map_err(|e| format!("{}: {e}", self.path.display()))?;
+        self.writer
+            .write(&batch)
+            .map_err(|e| format!("{}: {e}", self.path.display()))?;
+        self.rows += rows.len() as u64;
+        Ok(())
+    }
+
+    /// Closes, syncs and renames the file into place; returns the rows written.
+    pub fn finish(self) -> Result<u64, String> {
+        let err = |e: &dyn std::fmt::Display| format!("{}: {e}", self.path.display());
+        let file = self.writer.into_inner().map_err(|e| err(&e))?;
+        file.sync_all().map_err(|e| err(&e))?;
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| err(&e))?;
+        Ok(self.rows)
+    }
+
+    /// Drops the temporary file (after an error).
+    pub fn abort(self) {
+        let tmp = self.tmp.clone();
+        drop(self);
+        let _ = std::fs::remove_file(tmp);
+    }
+}
+
+/// Every `codes/**/*.parquet` under `out`, sorted.
+pub fn code_files(out: &Path) -> Result<Vec<PathBuf>, String> {
+    fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                walk(&path, files)?;
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                files.push(path);
+            }
+        }
+        Ok(())
+    }
+    let dir = out.join("codes");
+    let mut files = Vec::new();
+    walk(&dir, &mut files).map_err(|e| format!("{}: {e}", dir.display()))?;
+    files.sort();
+    Ok(files)
+}
+
+/// Reads the `c1`.. columns of a codes file, calling `each` with one code per row.
+pub fn read_codes(path: &Path, mut each: impl FnMut(&[u16])) -> Result<usize, String> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::UInt16Type;
+    use parquet::arrow::ProjectionMask;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let file = File::open(path).map_err(|e| err(&e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| err(&e))?;
+    let schema = builder.parquet_schema();
+    let levels: Vec<usize> = (0..schema.num_columns())
+        .filter(|&i| {
+            let n = schema.column(i).name().to_string();
+            n.len() > 1 && n.starts_with('c') && n[1..].chars().all(|c| c.is_ascii_digit())
+        })
+        .collect();
+    if levels.is_empty() {
+        return Err(format!("{}: no c1.. columns", path.display()));
+    }
+    let depth = levels.len();
+    let mask = ProjectionMask::leaves(schema, levels);
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(8192)
+        .build()
+        .map_err(|e| err(&e))?;
+    let mut code = vec![0u16; depth];
+    let mut rows = 0;
+    for batch in reader {
+        let batch = batch.map_err(|e| err(&e))?;
+        let cols: Vec<_> = (1..=depth)
+            .map(|l| {
+                batch
+                    .column_by_name(&format!("c{l}"))
+                    .and_then(|c| c.as_primitive_opt::<UInt16Type>())
+                    .ok_or_else(|| format!("{}: column c{l} is missing or not u16", path.display()))
+            })
+            .collect::<Result<_, _>>()?;
+        for i in 0..batch.num_rows() {
+            for (l, c) in cols.iter().enumerate() {
+                code[l] = c.value(i);
+            }
+            each(&code);
+        }
+        rows += batch.num_rows();
+    }
+    Ok(rows)
+}

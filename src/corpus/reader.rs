@@ -1,0 +1,335 @@
+//! Streaming documents out of one input file, whatever its size.
+//!
+//! `.jsonl` (plain, `.gz`, `.zst`) is read line by line through a buffered decoder;
+//! `.parquet` one record batch at a time with only the id and text columns decoded. Memory is
+//! bounded by one line or one batch, never the file. Every error names the file and, where
+//! there is one, the row (0-based, as in the output's `row` column).
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::DataType;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+
+/// One document of an input file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// Position in the file: the line (JSONL, blank lines skipped but counted) or the row
+    /// (Parquet), from 0.
+    pub row: u64,
+    /// The id field when present (strings as they are, integers in decimal).
+    pub id: Option<String>,
+    pub text: String,
+}
+
+/// Which fields to read.
+#[derive(Debug, Clone)]
+pub struct Fields {
+    pub text: String,
+    pub id: String,
+}
+
+/// A read failure; the message names the file (and row).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct ReadError(pub String);
+
+/// An open input file yielding records in order.
+pub enum Reader {
+    Jsonl(JsonlReader),
+    Parquet(ParquetReader),
+}
+
+impl Reader {
+    /// Opens `path` (format by extension). `name` is how errors call the file.
+    pub fn open(path: &Path, name: &str, fields: &Fields) -> Result<Self, ReadError> {
+        let file = File::open(path).map_err(|e| ReadError(format!("{name}: cannot open: {e}")))?;
+        let s = path.to_string_lossy();
+        let err = |what: &str, e: &dyn std::fmt::Display| ReadError(format!("{name}: {what}: {e}"));
+        let lines: Box<dyn BufRead + Send> = if s.ends_with(".parquet") {
+            return ParquetReader::open(file, name, fields).map(Reader::Parquet);
+        } else if s.ends_with(".gz") {
+            Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(file)))
+        } else if s.ends_with(".zst") {
+            let dec = zstd::stream::read::Decoder::new(file).map_err(|e| err("not zstd", &e))?;
+            Box::new(BufReader::new(Box::new(dec) as Box<dyn Read + Send>))
+        } else {
+            Box::new(BufReader::new(file))
+        };
+        Ok(Reader::Jsonl(JsonlReader {
+            lines,
+            name: name.to_string(),
+            fields: fields.clone(),
+            row: 0,
+            buf: Vec::new(),
+        }))
+    }
+}
+
+impl Iterator for Reader {
+    type Item = Result<Record, ReadError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Reader::Jsonl(r) => r.next(),
+            Reader::Parquet(r) => r.next(),
+        }
+    }
+}
+
+pub struct JsonlReader {
+    lines: Box<dyn BufRead + Send>,
+    /// The file as errors name it.
+    name: String,
+    fields: Fields,
+    /// The next line's index.
+    row: u64,
+    /// The current line's bytes (reused).
+    buf: Vec<u8>,
+}
+
+impl JsonlReader {
+    fn next(&mut self) -> Option<Result<Record, ReadError>> {
+        loop {
+            self.buf.clear();
+            let row = self.row;
+            match self.lines.read_until(b'\n', &mut self.buf) {
+                Ok(0) => return None,
+                Ok(_) => self.row += 1,
+                Err(e) => {
+                    return Some(Err(ReadError(format!(
+                        "{}: row {row}: cannot read (corrupt or truncated file?): {e}",
+                        self.name
+                    ))));
+                }
+            }
+            if self.buf.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            return Some(self.parse(row));
+        }
+    }
+
+    fn parse(&self, row: u64) -> Result<Record, ReadError> {
+        let err = |m: String| ReadError(format!("{}: row {row}: {m}", self.name));
+        let line = std::str::from_utf8(&self.buf).map_err(|e| err(format!("not UTF-8 ({e})")))?;
+        let value: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| err(format!("not JSON: {e}")))?;
+        let obj = value
+            .as_object()
+            .ok_or_else(|| err("not a JSON object".into()))?;
+        let text = match obj.get(&self.fields.text) {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(other) => {
+                return Err(err(format!(
+                    "field `{}` is {}, not a string",
+                    self.fields.text,
+                    json_kind(other)
+                )));
+            }
+            None => return Err(err(format!("missing text field `{}`", self.fields.text))),
+        };
+        let id = match obj.get(&self.fields.id) {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+            Some(other) => {
+                return Err(err(format!(
+                    "id field `{}` is {}, not a string or number",
+                    self.fields.id,
+                    json_kind(other)
+                )));
+            }
+        };
+        Ok(Record { row, id, text })
+    }
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// Rows per record batch read from Parquet (bounds memory per batch).
+const PARQUET_BATCH: usize = 1024;
+
+pub struct ParquetReader {
+    batches: ParquetRecordBatchReader,
+    name: String,
+    fields: Fields,
+    /// The current batch's texts and ids, drained front to back.
+    pending: std::collections::VecDeque<Result<Record, ReadError>>,
+    /// The next row's index.
+    row: u64,
+    /// Set after an error: nothing more is read.
+    failed: bool,
+}
+
+impl ParquetReader {
+    fn open(file: File, name: &str, fields: &Fields) -> Result<Self, ReadError> {
+        let err = |m: String| ReadError(format!("{name}: {m}"));
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| err(format!("not a readable Parquet file: {e}")))?;
+        let schema = builder.parquet_schema();
+        let root = schema.root_schema();
+        let leaf = |field: &str| {
+            (0..schema.num_columns()).find(|&i| {
+                let c = schema.column(i);
+                c.path().parts().len() == 1 && c.name() == field
+            })
+        };
+        let text = leaf(&fields.text).ok_or_else(|| {
+            err(format!(
+                "no text column `{}` (columns: {})",
+                fields.text,
+                root.get_fields()
+                    .iter()
+                    .map(|f| f.name().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        let mut leaves = vec![text];
+        leaves.extend(leaf(&fields.id));
+        let mask = ProjectionMask::leaves(schema, leaves);
+        let batches = builder
+            .with_projection(mask)
+            .with_batch_size(PARQUET_BATCH)
+            .build()
+            .map_err(|e| err(format!("cannot read: {e}")))?;
+        Ok(Self {
+            batches,
+            name: name.to_string(),
+            fields: fields.clone(),
+            pending: Default::default(),
+            row: 0,
+            failed: false,
+        })
+    }
+
+    fn next(&mut self) -> Option<Result<Record, ReadError>> {
+        while self.pending.is_empty() {
+            if self.failed {
+                return None;
+            }
+            match self.batches.next()? {
+                Ok(batch) => self.decode(&batch),
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(ReadError(format!(
+                        "{}: rows from {}: cannot decode (corrupt file?): {e}",
+                        self.name, self.row
+                    ))));
+                }
+            }
+        }
+        let next = self.pending.pop_front()?;
+        if next.is_err() {
+            self.failed = true;
+            self.pending.clear();
+        }
+        Some(next)
+    }
+
+    fn decode(&mut self, batch: &RecordBatch) {
+        let name = &self.name;
+        let start = self.row;
+        self.row += batch.num_rows() as u64;
+        let err = |row: u64, m: String| ReadError(format!("{name}: row {row}: {m}"));
+        let text = match strings(batch, &self.fields.text, false) {
+            Ok(Some(t)) => t,
+            Ok(None) => unreachable!("the text column is projected"),
+            Err(m) => {
+                self.pending.push_back(Err(err(start, m)));
+                return;
+            }
+        };
+        let ids = match strings(batch, &self.fields.id, true) {
+            Ok(ids) => ids,
+            Err(m) => {
+                self.pending.push_back(Err(err(start, m)));
+                return;
+            }
+        };
+        for (i, t) in text.into_iter().enumerate() {
+            let row = start + i as u64;
+            self.pending.push_back(match t {
+                Some(text) => Ok(Record {
+                    row,
+                    id: ids.as_ref().and_then(|ids| ids[i].clone()),
+                    text,
+                }),
+                None => Err(err(
+                    row,
+                    format!("text column `{}` is null", self.fields.text),
+                )),
+            });
+        }
+    }
+}
+
+/// A string column (or, when `integers` is set, also an integer one) as optional strings;
+/// `Ok(None)` when absent.
+fn strings(
+    batch: &RecordBatch,
+    column: &str,
+    integers: bool,
+) -> Result<Option<Vec<Option<String>>>, String> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Int32Type, Int64Type, UInt32Type, UInt64Type};
+    let Some(col) = batch.column_by_name(column) else {
+        return Ok(None);
+    };
+    fn collect<'a>(n: usize, get: impl Fn(usize) -> Option<String> + 'a) -> Vec<Option<String>> {
+        (0..n).map(get).collect()
+    }
+    let n = col.len();
+    let valid = |i: usize| col.is_valid(i);
+    let out = match col.data_type() {
+        DataType::Utf8 => {
+            let a = col.as_string::<i32>();
+            collect(n, |i| valid(i).then(|| a.value(i).to_string()))
+        }
+        DataType::LargeUtf8 => {
+            let a = col.as_string::<i64>();
+            collect(n, |i| valid(i).then(|| a.value(i).to_string()))
+        }
+        DataType::Utf8View => {
+            let a = col.as_string_view();
+            collect(n, |i| valid(i).then(|| a.value(i).to_string()))
+        }
+        DataType::Int64 | DataType::Int32 | DataType::UInt64 | DataType::UInt32 if !integers => {
+            return Err(format!(
+                "column `{column}` is {}, not a string column",
+                col.data_type()
+            ));
+        }
+        DataType::Int64 => {
+            let a = col.as_primitive::<Int64Type>();
+            collect(n, |i| valid(i).then(|| a.value(i).to_string()))
+        }
+        DataType::Int32 => {
+            let a = col.as_primitive::<Int32Type>();
+            collect(n, |i| valid(i).then(|| a.value(i).to_string()))
+        }
+        DataType::UInt64 => {
+            let a = col.as_primitive::<UInt64Type>();
+            collect(n, |i| valid(i).then(|| a.value(i).to_string()))
+        }
+        DataType::UInt32 => {
+            let a = col.as_primitive::<UInt32Type>();
+            collect(n, |i| valid(i).then(|| a.value(i).to_string()))
+        }
+        other => return Err(format!("column `{column}` is {other}, not a string column")),
+    };
+    Ok(Some(out))
+}

@@ -1,0 +1,66 @@
+//! The id store: document id → full code, so `GET /v1/codes/{id}` and `/v1/codes/lookup`
+//! answer at any depth without encoding.
+//!
+//! [`IdStore`] is the seam; [`MemoryStore`] (moka, bounded by capacity: a cache, lost on
+//! restart) is the default. Calls are batched (`get_many`/`put_many`) and can fail, so a
+//! shared store over the network fits behind the same trait. Keys carry the bundle
+//! fingerprint and the encoder tier ([`Namespace`]): codes of two bundles or two tiers never
+//! answer for each other, even in one shared store.
+
+mod memory;
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+pub use memory::MemoryStore;
+
+use crate::quantize::Code;
+
+/// A stored full code with the truncation flag of the text it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredCode {
+    pub code: Code,
+    pub truncated: bool,
+}
+
+/// What a key is scoped to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Namespace {
+    /// The bundle fingerprint: codes are comparable only within one.
+    pub fingerprint: String,
+    /// The encoder tier (`minilm`, `static`).
+    pub encoder: String,
+}
+
+impl Namespace {
+    /// `hermes:{fingerprint}:{encoder}:{id}`.
+    pub fn key(&self, id: &str) -> String {
+        format!("hermes:{}:{}:{id}", self.fingerprint, self.encoder)
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be reached or did not answer in time.
+    #[error("the id store is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Id → full code, batched and fallible.
+pub trait IdStore: Send + Sync {
+    /// One entry per id, in order; `None` for ids never stored (or evicted).
+    fn get_many<'a>(
+        &'a self,
+        ids: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<Option<Arc<StoredCode>>>, StoreError>>;
+
+    /// Stores every entry; returns once they are stored.
+    fn put_many(
+        &self,
+        entries: Vec<(String, Arc<StoredCode>)>,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Publishes entry counts and the like as metrics (called when metrics are scraped).
+    fn report(&self) -> BoxFuture<'_, ()>;
+}
