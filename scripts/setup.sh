@@ -9,7 +9,8 @@
 #   .cache/data/wiki.jsonl            the wiki corpus: {"id","text","label"} a line
 #   models/minilm-wiki/encoder.onnx   all-MiniLM-L6-v2 exported by scripts/export_encoder.py
 #
-# With --test, also what only the tests need: Debian's chromium for the /docs browser test.
+# With --test, also what only the tests need: Debian's chromium (the /docs browser test),
+# slurm-wlm and munge (the Slurm array test).
 set -euo pipefail
 FOR_TESTS=0
 [ "${1:-}" = "--test" ] && FOR_TESTS=1
@@ -92,14 +93,21 @@ if [ ! -s "$CACHE/data/wiki.jsonl" ]; then
   "$VENV_PY" scripts/prepare_wiki.py "$whl" "$CACHE/data/wiki.jsonl"
 fi
 
-# 5. Chromium (Debian package) for the /docs browser test, when missing.
-if [ "$FOR_TESTS" = 1 ] && [ ! -x /usr/bin/chromium ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    say "installing Debian's chromium for the /docs browser test"
-    apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >&2
-  else
-    say "chromium is missing and set-up is not root: install Debian's chromium, or the /docs browser test fails"
+# 5. Debian packages only the tests need: chromium (the /docs browser test), slurm-wlm and
+#    munge (the Slurm array test starts a single-node cluster as root).
+if [ "$FOR_TESTS" = 1 ]; then
+  missing=()
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  command -v slurmctld >/dev/null && command -v sbatch >/dev/null || missing+=(slurm-wlm)
+  command -v munged >/dev/null || missing+=(munge)
+  if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      say "installing Debian's ${missing[*]} for the tests"
+      apt-get update -qq >&2
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+    else
+      say "missing ${missing[*]} and set-up is not root: install them from Debian, or their tests fail"
+    fi
   fi
 fi
 

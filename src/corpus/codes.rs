@@ -61,9 +61,26 @@ impl Done {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
+        clear_stale(path);
         let tmp = tmp_name(path);
         std::fs::write(&tmp, serde_json::to_string_pretty(self)? + "\n")?;
         std::fs::rename(&tmp, path)
+    }
+}
+
+/// Removes temporaries of `path` left by a killed task (one task owns an input file at a
+/// time, so any temporary found before starting it is stale).
+fn clear_stale(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let prefix = format!("{}.tmp-", name.to_string_lossy());
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
     }
 }
 
@@ -112,6 +129,7 @@ impl CodesWriter {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
         }
+        clear_stale(path);
         let tmp = tmp_name(path);
         let file = File::create(&tmp).map_err(|e| err(&e))?;
         let props = WriterProperties::builder()
