@@ -146,6 +146,35 @@ fn ceiling(texts: &Texts, seconds_each: f64) -> Vec<(usize, f64)> {
         .collect()
 }
 
+/// `hermes label` (release binary, default flags) on `n` wiki texts in 4 `.jsonl` files:
+/// documents per second of the whole run, model loading included.
+fn label_throughput(bin: &Path, texts: &Texts, n: usize) -> (usize, f64) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let docs = texts.take(n.max(64));
+    for (f, chunk) in docs.chunks(docs.len().div_ceil(4)).enumerate() {
+        let lines: String = chunk
+            .iter()
+            .map(|(i, t)| json!({"id": format!("l{i}"), "text": t}).to_string() + "\n")
+            .collect();
+        std::fs::write(dir.path().join(format!("part{f}.jsonl")), lines).expect("write input");
+    }
+    let started = Instant::now();
+    let status = Command::new(bin)
+        .args(["label", "--input"])
+        .arg(dir.path())
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stderr(Stdio::null())
+        .status()
+        .expect("run hermes label");
+    assert!(status.success(), "hermes label failed");
+    (
+        docs.len(),
+        docs.len() as f64 / started.elapsed().as_secs_f64(),
+    )
+}
+
 /// Python `onnxruntime` (the set-up venv's wheel) on the same encoder.onnx and wiki texts,
 /// length-sorted batches of 32, default session options: a check that the Rust path's
 /// ceiling is not below what ONNX Runtime can do. `None` when the venv is missing.
@@ -374,6 +403,11 @@ async fn main() {
     let ceil = ceilings.iter().map(|c| c.1).fold(0.0, f64::max);
     eprintln!("bench: Python onnxruntime on the same texts ({phase_s}s)");
     let python = python_ort(&root, phase_s);
+    eprintln!(
+        "bench: hermes label on wiki texts (about {}s)",
+        phase_s * 2.0
+    );
+    let label = label_throughput(&bin, &texts, (ceil * phase_s * 2.0) as usize);
 
     let mut server = Server::start(&bin);
     let client = reqwest::Client::new();
@@ -523,6 +557,12 @@ async fn main() {
         at16 / ceil
     ));
     md.push_str(&format!(
+        "\n`hermes label` on {} wiki texts in 4 .jsonl files (one task, model loading included): {:.1} docs/s = {:.2} x the ceiling (goal >= 0.95).\n",
+        label.0,
+        label.1,
+        label.1 / ceil
+    ));
+    md.push_str(&format!(
         "\nCached `GET /v1/codes/{{id}}` at 2,000 requests/s for {get_s:.0} s: {gets} requests, {get_failed} failed, p50 {get_p50:.2} ms, p99 {get_p99:.2} ms (goal p99 <= 1 ms).\n\n\
          Duplicate path (16 documents, content cache): {cached_docs_s:.0} docs/s vs {encode_docs_s:.1} docs/s encoding = {:.0}x (target >= 20x).\n\n\
          RSS: idle {:.0} MiB, peak under closed-loop load {:.0} MiB, peak overall {:.0} MiB.\n\
@@ -542,6 +582,7 @@ async fn main() {
         "ceiling_docs_per_s": ceil,
         "ceiling_by_batch": ceilings,
         "python_onnxruntime_docs_per_s": python,
+        "label": {"docs": label.0, "docs_per_s": label.1, "ratio": label.1 / ceil},
         "load": load,
         "cached_get": {"rate": 2000, "seconds": get_s, "requests": gets, "failed": get_failed, "p50_ms": get_p50, "p99_ms": get_p99},
         "duplicate": {"encode_docs_per_s": encode_docs_s, "cached_docs_per_s": cached_docs_s, "ratio": cached_docs_s / encode_docs_s},

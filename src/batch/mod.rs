@@ -77,6 +77,9 @@ struct Shared {
     wake: Condvar,
     /// Documents reserved: being tokenized or waiting in `queue`.
     reserved: AtomicUsize,
+    /// Documents per batch at most: `config.max_batch_docs` until [`Batcher::set_max_batch_docs`]
+    /// (a measured value) replaces it.
+    max_batch_docs: AtomicUsize,
 }
 
 /// Handle to the batching queue; clone freely.
@@ -115,7 +118,9 @@ impl Drop for Workers {
 impl Batcher {
     /// Starts the worker threads; they run until the returned [`Workers`] is dropped.
     pub fn start(encoder: Arc<dyn Embedder>, config: BatchConfig) -> (Self, Workers) {
+        let max_batch_docs = AtomicUsize::new(config.max_batch_docs.max(1));
         let shared = Arc::new(Shared {
+            max_batch_docs,
             encoder,
             config,
             queue: Mutex::new(Queue {
@@ -140,6 +145,13 @@ impl Batcher {
             threads,
         };
         (batcher, workers)
+    }
+
+    /// Caps documents per batch from now on (for a value measured on this CPU).
+    pub fn set_max_batch_docs(&self, n: usize) {
+        self.shared
+            .max_batch_docs
+            .store(n.max(1), Ordering::Relaxed);
     }
 
     /// The encoder behind this queue.
@@ -251,7 +263,8 @@ fn next_window(shared: &Shared) -> Option<Vec<Job>> {
         if let Some(oldest) = q.jobs.front() {
             let deadline = oldest.enqueued + cfg.max_wait;
             let now = Instant::now();
-            if q.jobs.len() >= cfg.max_batch_docs || now >= deadline || q.closed {
+            let max_docs = shared.max_batch_docs.load(Ordering::Relaxed);
+            if q.jobs.len() >= max_docs || now >= deadline || q.closed {
                 break;
             }
             q = shared
@@ -266,7 +279,10 @@ fn next_window(shared: &Shared) -> Option<Vec<Job>> {
         }
     }
     // A window of a few batches lets length-sorting group similar documents.
-    let take = q.jobs.len().min(cfg.max_batch_docs * 4);
+    let take = q
+        .jobs
+        .len()
+        .min(shared.max_batch_docs.load(Ordering::Relaxed) * 4);
     let mut window: Vec<Job> = q.jobs.drain(..take).collect();
     metrics::gauge!("hermes_queue_docs").set(q.jobs.len() as f64);
     drop(q);
@@ -285,6 +301,7 @@ fn worker(shared: &Shared) {
     let cfg = &shared.config;
     while let Some(mut window) = next_window(shared) {
         window.sort_by_key(|j| j.tokens.ids.len());
+        let max_docs = shared.max_batch_docs.load(Ordering::Relaxed);
         let mut rest = window.into_iter().peekable();
         while let Some(first) = rest.next() {
             // Grow the batch while documents × longest stays within the token budget and the
@@ -294,7 +311,7 @@ fn worker(shared: &Shared) {
             let mut batch = vec![first];
             while let Some(next) = rest.peek() {
                 let len = next.tokens.ids.len();
-                let fits = batch.len() < cfg.max_batch_docs
+                let fits = batch.len() < max_docs
                     && (batch.len() + 1) * len <= cfg.max_batch_tokens
                     && len <= shortest + shortest / 4 + 8;
                 if !fits {

@@ -69,6 +69,10 @@ pub struct LabelArgs {
     /// Encoder sessions (batches that run at once).
     #[arg(long, env = "HERMES_ENCODER_SESSIONS", default_value_t = 1)]
     pub encoder_sessions: usize,
+    /// Documents per encoder batch at most; 0 measures the fastest size on this CPU at
+    /// start-up (a few seconds on the shard's first documents).
+    #[arg(long, env = "HERMES_MAX_BATCH_DOCS", default_value_t = 0)]
+    pub max_batch_docs: usize,
     /// Documents read and labeled per chunk (bounds memory with 4 chunks in flight).
     #[arg(long, env = "HERMES_CHUNK_DOCS", default_value_t = 256)]
     pub chunk_docs: usize,

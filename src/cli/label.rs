@@ -65,6 +65,14 @@ pub fn run(args: LabelArgs) -> Result<()> {
     let progress = Arc::new(Progress::default());
     let (done, skipped, failed) = super::block_on(async {
         let opened = open(&args.bundle, &options, batching).await?;
+        if args.max_batch_docs == 0 {
+            calibrate(&opened.labeler, &mine, &args)?;
+        } else {
+            opened
+                .labeler
+                .batcher()
+                .set_max_batch_docs(args.max_batch_docs);
+        }
         let reporter = report_progress(progress.clone(), mine.len(), args.progress_interval_s);
         let (mut done, mut skipped, mut failed) = (0u64, 0usize, Vec::new());
         for (i, file) in mine.iter().enumerate() {
@@ -100,6 +108,37 @@ pub fn run(args: LabelArgs) -> Result<()> {
             failed.join("\n  ")
         );
     }
+    Ok(())
+}
+
+/// Documents of the shard's first readable input used to measure the best batch size.
+const CALIBRATION_DOCS: usize = 32;
+
+/// Sets the batcher's batch size to the one measured fastest on this CPU, on real documents
+/// of this shard (a few seconds, once per task).
+fn calibrate(labeler: &Labeler, files: &[InputFile], args: &LabelArgs) -> Result<()> {
+    let fields = Fields {
+        text: args.text_field.clone(),
+        id: args.id_field.clone(),
+    };
+    let texts: Vec<String> = files
+        .iter()
+        .filter_map(|f| Reader::open(&f.path, "calibration", &fields).ok())
+        .flat_map(|r| r.map_while(Result::ok).map(|r| r.text))
+        .take(CALIBRATION_DOCS)
+        .collect();
+    if texts.is_empty() {
+        return Ok(());
+    }
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let encoder = labeler.model().encoder.clone();
+    let (best, rates) = crate::encoder::fastest_batch(encoder.as_ref(), &refs, 32)?;
+    let table: Vec<String> = rates.iter().map(|(b, r)| format!("{b}: {r:.1}")).collect();
+    eprintln!(
+        "hermes label: batch size {best} measured fastest here (docs/s by size: {})",
+        table.join(", ")
+    );
+    labeler.batcher().set_max_batch_docs(best);
     Ok(())
 }
 
