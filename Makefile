@@ -27,9 +27,11 @@ test: setup-test
 conformance: build
 	bash scripts/conformance.sh $(BIN)
 
-# The service against the in-process ceiling (report in target/bench/); ~10 minutes.
-bench: build
+# The service against the in-process ceiling, then 1 vs 2 replicas behind haproxy sharing Redis
+# (reports in target/bench/; the second needs setup.sh --test for redis-server and haproxy).
+bench: build setup-test
 	$(CARGO) bench --locked --bench service
+	$(CARGO) bench --locked --bench replicas
 
 # Micro-benchmarks: encoder (criterion), quantizer (criterion), fit (timed runs).
 bench-micro: bench-encoder bench-quantize bench-fit

@@ -10,7 +10,7 @@
 #   models/minilm-wiki/encoder.onnx   all-MiniLM-L6-v2 exported by scripts/export_encoder.py
 #
 # With --test, also what only the tests need: Debian's chromium (the /docs browser test),
-# slurm-wlm and munge (the Slurm array test).
+# slurm-wlm and munge (the Slurm array test), redis-server (the shared-store test).
 set -euo pipefail
 FOR_TESTS=0
 [ "${1:-}" = "--test" ] && FOR_TESTS=1
@@ -94,12 +94,16 @@ if [ ! -s "$CACHE/data/wiki.jsonl" ]; then
 fi
 
 # 5. Debian packages only the tests need: chromium (the /docs browser test), slurm-wlm and
-#    munge (the Slurm array test starts a single-node cluster as root).
+#    munge (the Slurm array test starts a single-node cluster as root), redis-server (the
+#    shared id store test starts its own on a loopback port), haproxy (make bench: two
+#    replicas behind a load balancer).
 if [ "$FOR_TESTS" = 1 ]; then
   missing=()
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   command -v slurmctld >/dev/null && command -v sbatch >/dev/null || missing+=(slurm-wlm)
   command -v munged >/dev/null || missing+=(munge)
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  command -v haproxy >/dev/null || missing+=(haproxy)
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
       say "installing Debian's ${missing[*]} for the tests"

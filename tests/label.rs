@@ -504,6 +504,8 @@ fn the_sbatch_script_runs_as_a_four_task_slurm_array() {
 
 #[test]
 fn the_kubernetes_manifests_are_valid() {
+    // kubernetes-validate --strict rejects unknown fields and wrong types against the
+    // Kubernetes 1.33 schemas it ships (offline).
     let py = Path::new(ROOT).join(".cache/venv/bin/kubernetes-validate");
     let dir = Path::new(ROOT).join("deploy/k8s");
     let files: Vec<PathBuf> = std::fs::read_dir(&dir)

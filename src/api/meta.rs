@@ -33,10 +33,15 @@ pub async fn healthz() -> Json<Health> {
     })
 }
 
-/// Readiness: 200 once the bundle is loaded and warmed up; 503 before and while draining.
+/// Readiness: 200 once the bundle is loaded and warmed up and the id store (with `--store`)
+/// answers; 503 before, while draining, and while the store is unreachable.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, body = Health)))]
 pub async fn readyz(State(app): State<AppState>) -> Result<Json<Health>, ApiError> {
-    app.service()?;
+    let svc = app.service()?;
+    svc.ids
+        .health()
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     Ok(Json(Health {
         status: "ready".into(),
     }))

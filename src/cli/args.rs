@@ -229,8 +229,10 @@ pub struct ServeArgs {
     /// Padded tokens per encoder batch at most (must be at least the bundle's max_tokens).
     #[arg(long, env = "HERMES_MAX_BATCH_TOKENS", default_value_t = 8192)]
     pub max_batch_tokens: usize,
-    /// Documents per encoder batch at most.
-    #[arg(long, env = "HERMES_MAX_BATCH_DOCS", default_value_t = 32)]
+    /// Documents per encoder batch at most; 0 (the default) measures the fastest size (1 to
+    /// 32) on this CPU at start-up, on the bundle's probe texts. Whether a batch is cheaper per
+    /// document than one text alone depends on the CPU, so it is measured, not assumed.
+    #[arg(long, env = "HERMES_MAX_BATCH_DOCS", default_value_t = 0)]
     pub max_batch_docs: usize,
     /// Milliseconds a batch waits to fill after its first document arrived.
     #[arg(long, env = "HERMES_MAX_WAIT_MS", default_value_t = 5)]
@@ -264,7 +266,20 @@ pub struct ServeArgs {
     #[arg(long, env = "HERMES_STREAM_CONCURRENCY", default_value_t = 64)]
     pub stream_concurrency: usize,
 
-    /// Entries in the id → code cache.
+    /// Shared id store (`redis://host:port/db`): every labeled id's code is written there
+    /// before the answer returns, and `/v1/codes/*` fall back to it, so every replica answers
+    /// for every id and codes survive restarts. Default: none (ids live in the moka cache).
+    #[arg(long, env = "HERMES_STORE")]
+    pub store: Option<String>,
+    /// Seconds a code lives in the shared store (0: forever).
+    #[arg(long, env = "HERMES_STORE_TTL_S", default_value_t = 0)]
+    pub store_ttl_s: u64,
+    /// Milliseconds a store connection attempt or command may take before the request that
+    /// needs it gets 503 unavailable.
+    #[arg(long, env = "HERMES_STORE_TIMEOUT_MS", default_value_t = 1000)]
+    pub store_timeout_ms: u64,
+
+    /// Entries in the id → code cache (the L1 in front of --store).
     #[arg(long, env = "HERMES_CACHE_IDS", default_value_t = 1_000_000)]
     pub cache_ids: u64,
     /// Entries in the text → code cache.

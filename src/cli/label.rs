@@ -131,14 +131,16 @@ fn calibrate(labeler: &Labeler, files: &[InputFile], args: &LabelArgs) -> Result
         return Ok(());
     }
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let encoder = labeler.model().encoder.clone();
-    let (best, rates) = crate::encoder::fastest_batch(encoder.as_ref(), &refs, 32)?;
+    let rates = labeler.calibrate(&refs, 32)?;
+    let best = rates
+        .iter()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map_or(1, |r| r.0);
     let table: Vec<String> = rates.iter().map(|(b, r)| format!("{b}: {r:.1}")).collect();
     eprintln!(
         "hermes label: batch size {best} measured fastest here (docs/s by size: {})",
         table.join(", ")
     );
-    labeler.batcher().set_max_batch_docs(best);
     Ok(())
 }
 

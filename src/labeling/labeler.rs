@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::batch::{BatchConfig, BatchError, Batcher, DocEmbedding, Workers};
 use crate::bundle::{BundleError, LoadOptions, MANIFEST, Model, invalid};
+use crate::encoder::{EncoderError, fastest_batch};
 use crate::quantize::{Code, QuantizeError};
 
 /// One text's full code.
@@ -87,6 +88,20 @@ impl Labeler {
     /// Raw encoder embeddings (before the transform), in order.
     pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<DocEmbedding>, BatchError> {
         self.batcher.embed(texts).await
+    }
+
+    /// Measures which batch size (at most `max`) the encoder runs fastest on this machine,
+    /// on `texts`, and caps the batcher's batches at it. Returns the docs/s of each size.
+    pub fn calibrate(&self, texts: &[&str], max: usize) -> Result<Vec<(usize, f64)>, EncoderError> {
+        let (best, rates) = fastest_batch(self.model.encoder.as_ref(), texts, max)?;
+        self.batcher.set_max_batch_docs(best);
+        let table: Vec<String> = rates.iter().map(|(b, r)| format!("{b}: {r:.1}")).collect();
+        tracing::info!(
+            best,
+            docs_per_s_by_batch = %table.join(", "),
+            "batch size measured fastest on this CPU"
+        );
+        Ok(rates)
     }
 
     /// Codes of caller-computed embeddings (`[n, dim]` row-major).

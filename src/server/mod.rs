@@ -30,7 +30,7 @@ use crate::bundle::LoadOptions;
 use crate::cache::TextCache;
 use crate::cli::args::ServeArgs;
 use crate::labeling::{Limits, Service, open};
-use crate::store::{MemoryStore, Namespace};
+use crate::store::{IdStore, MemoryStore, Namespace, RedisStore, TieredStore};
 
 /// The binary's entry: logging, a runtime, the listener, signals.
 pub fn run(args: ServeArgs) -> Result<()> {
@@ -132,13 +132,20 @@ async fn load(config: &ServeArgs) -> Result<(Service, crate::batch::Workers)> {
     };
     let batch = BatchConfig {
         max_batch_tokens: config.max_batch_tokens,
-        max_batch_docs: config.max_batch_docs.max(1),
+        max_batch_docs: if config.max_batch_docs == 0 {
+            CALIBRATION_MAX
+        } else {
+            config.max_batch_docs
+        },
         max_wait: config.max_wait(),
         max_queue_docs: config.max_queue_docs,
         workers: config.encoder_sessions.max(1),
     };
     let opened = open(&config.bundle, &options, batch).await?;
     let model = opened.labeler.model().clone();
+    if config.max_batch_docs == 0 {
+        calibrate(&opened.labeler).await?;
+    }
     let max_tokens = model.encoder.max_tokens();
     anyhow::ensure!(
         config.max_batch_tokens >= max_tokens,
@@ -157,12 +164,7 @@ async fn load(config: &ServeArgs) -> Result<(Service, crate::batch::Workers)> {
             config.cache_ttl(),
             config.cache_idle(),
         ),
-        ids: Arc::new(MemoryStore::new(
-            namespace,
-            config.cache_ids,
-            config.cache_ttl(),
-            config.cache_idle(),
-        )),
+        ids: id_store(config, namespace)?,
         limits: Limits {
             max_docs: config.max_docs_per_request,
             max_text_chars: config.max_text_chars,
@@ -177,6 +179,58 @@ async fn load(config: &ServeArgs) -> Result<(Service, crate::batch::Workers)> {
         "bundle verified; ready"
     );
     Ok((service, opened.workers))
+}
+
+/// The moka id cache, in front of Redis when `--store` is given.
+fn id_store(config: &ServeArgs, namespace: Namespace) -> Result<Arc<dyn IdStore>> {
+    let l1: Arc<dyn IdStore> = Arc::new(MemoryStore::new(
+        namespace.clone(),
+        config.cache_ids,
+        config.cache_ttl(),
+        config.cache_idle(),
+    ));
+    let Some(url) = &config.store else {
+        return Ok(l1);
+    };
+    let ttl = (config.store_ttl_s > 0).then(|| Duration::from_secs(config.store_ttl_s));
+    let timeout = Duration::from_millis(config.store_timeout_ms.max(1));
+    let shared = RedisStore::new(url, namespace, ttl, timeout)?;
+    Ok(Arc::new(TieredStore {
+        l1,
+        shared: Arc::new(shared),
+    }))
+}
+
+/// Largest batch size tried when measuring (`--max-batch-docs 0`).
+const CALIBRATION_MAX: usize = 32;
+
+/// Caps batches at the size measured fastest here, timed on the bundle's probe texts
+/// repeated to [`CALIBRATION_MAX`] documents (real texts of the corpus the bundle was fitted
+/// on; about 4 x 32 encodings, a few seconds at most).
+async fn calibrate(labeler: &crate::labeling::Labeler) -> Result<()> {
+    let probes: Vec<String> = labeler
+        .model()
+        .manifest
+        .probes
+        .iter()
+        .map(|p| p.text.clone())
+        .collect();
+    if probes.is_empty() {
+        return Ok(());
+    }
+    let labeler = labeler.clone();
+    tokio::task::spawn_blocking(move || {
+        let texts: Vec<&str> = probes
+            .iter()
+            .cycle()
+            .take(CALIBRATION_MAX)
+            .map(String::as_str)
+            .collect();
+        labeler.calibrate(&texts, CALIBRATION_MAX)
+    })
+    .await
+    .context("the calibration task failed")??;
+    Ok(())
 }
 
 /// Resolves on SIGTERM or SIGINT, and arms a hard deadline: if draining takes longer than

@@ -57,6 +57,10 @@ impl IdStore for MemoryStore {
         })
     }
 
+    fn health(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
+
     fn report(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             // moka counts lazily: run pending maintenance first.

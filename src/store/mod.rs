@@ -2,18 +2,23 @@
 //! answer at any depth without encoding.
 //!
 //! [`IdStore`] is the seam; [`MemoryStore`] (moka, bounded by capacity: a cache, lost on
-//! restart) is the default. Calls are batched (`get_many`/`put_many`) and can fail, so a
+//! restart) is the default; with `--store redis://…`, [`TieredStore`] puts it in front of
+//! [`RedisStore`], shared by every replica and kept across restarts. Calls are batched (`get_many`/`put_many`) and can fail, so a
 //! shared store over the network fits behind the same trait. Keys carry the bundle
 //! fingerprint and the encoder tier ([`Namespace`]): codes of two bundles or two tiers never
 //! answer for each other, even in one shared store.
 
 mod memory;
+pub mod redis;
+mod tiered;
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
 pub use memory::MemoryStore;
+pub use redis::RedisStore;
+pub use tiered::TieredStore;
 
 use crate::quantize::Code;
 
@@ -60,6 +65,9 @@ pub trait IdStore: Send + Sync {
         &self,
         entries: Vec<(String, Arc<StoredCode>)>,
     ) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Whether the store can serve requests now (for `/readyz`); bounded in time.
+    fn health(&self) -> BoxFuture<'_, Result<(), StoreError>>;
 
     /// Publishes entry counts and the like as metrics (called when metrics are scraped).
     fn report(&self) -> BoxFuture<'_, ()>;
