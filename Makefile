@@ -20,7 +20,7 @@ serve: build
 # Tests run in release mode: one build serves tests, benches and serve, and k-means is fast.
 # Then the API conformance run (schemathesis against the committed spec).
 test: setup-test
-	$(CARGO) test --release --locked
+	$(CARGO) test --release --locked --no-fail-fast
 	bash scripts/conformance.sh $(BIN)
 
 # schemathesis against openapi/openapi.json on a live server; non-zero on any violation.

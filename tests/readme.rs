@@ -3,8 +3,11 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
-/// Flags the README names that belong to other tools (cargo, scripts/setup.sh).
-const OTHER_TOOLS: [&str; 5] = ["--bench", "--release", "--locked", "--test", "--help"];
+/// Flags the README names that belong to other tools (cargo, scripts/setup.sh, sbatch,
+/// kubernetes-validate).
+const OTHER_TOOLS: [&str; 7] = [
+    "--bench", "--release", "--locked", "--test", "--help", "--array", "--strict",
+];
 
 fn flags_in(text: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use crate::encoder::{Embedder, EncoderConfig, EncoderError, MiniLm};
+use crate::encoder::{Embedder, EncoderConfig, EncoderError, MiniLm, StaticEncoder, Tokenizer};
 use crate::quantize::CodeSpace;
 pub use codebooks::codebooks_bytes;
 pub use manifest::{EncoderEntry, FileEntry, FitInfo, Manifest, Probe, TransformEntry};
@@ -39,6 +39,49 @@ pub enum BundleError {
     /// The blocking task that loads the bundle panicked or was cancelled.
     #[error("loading the bundle failed: {0}")]
     Task(String),
+}
+
+/// Verifies and loads the static tier: checksum, vocabulary and width against the
+/// tokenizer and the teacher, tensor shape against the manifest.
+fn load_static(
+    dir: &Path,
+    m: &Manifest,
+    entry: &manifest::StaticEntry,
+) -> Result<Arc<dyn Embedder>, BundleError> {
+    let path = dir.join(&entry.file);
+    let got = sha256_file(&path)
+        .map_err(|e| invalid(dir, &entry.file, format!("cannot read (static.file): {e}")))?;
+    if got != entry.sha256 {
+        return Err(invalid(
+            dir,
+            &entry.file,
+            format!("sha256 {got} differs from manifest static.sha256 {}", entry.sha256),
+        ));
+    }
+    if entry.dim != m.encoder.dim {
+        return Err(invalid(
+            dir,
+            MANIFEST,
+            format!(
+                "static.dim {} differs from encoder.dim {}",
+                entry.dim, m.encoder.dim
+            ),
+        ));
+    }
+    let tokenizer = Tokenizer::from_file(&dir.join(&m.tokenizer.file), entry.max_tokens)?;
+    if entry.vocab != tokenizer.vocab_size() {
+        return Err(invalid(
+            dir,
+            MANIFEST,
+            format!(
+                "static.vocab {} differs from the tokenizer's vocabulary ({} tokens)",
+                entry.vocab,
+                tokenizer.vocab_size()
+            ),
+        ));
+    }
+    let encoder = StaticEncoder::load(&path, tokenizer, entry.vocab, entry.dim)?;
+    Ok(Arc::new(encoder))
 }
 
 pub(crate) fn invalid(dir: &Path, file: &str, message: impl Into<String>) -> BundleError {
@@ -96,6 +139,8 @@ pub struct Model {
     pub encoder: Arc<dyn Embedder>,
     /// Transform + codebooks: embeddings to codes.
     pub space: CodeSpace,
+    /// The optional `static` tier, in the same embedding space as `encoder`.
+    pub static_encoder: Option<Arc<dyn Embedder>>,
 }
 
 impl Model {
@@ -116,16 +161,7 @@ impl Model {
                 ),
             ));
         }
-        if let Some(entry) = &manifest.static_encoder {
-            return Err(invalid(
-                dir,
-                MANIFEST,
-                format!(
-                    "static ({}): this build of hermes has no static encoder tier yet",
-                    entry.file
-                ),
-            ));
-        }
+
         for (field, entry) in [
             (
                 "encoder",
@@ -197,12 +233,26 @@ impl Model {
                 ),
             ));
         }
+        let static_encoder = match &manifest.static_encoder {
+            Some(entry) => Some(load_static(dir, &manifest, entry)?),
+            None => None,
+        };
         Ok(Self {
             dir: dir.to_path_buf(),
             manifest,
             encoder: Arc::new(encoder),
             space,
+            static_encoder,
         })
+    }
+
+    /// The encoder of a tier (`"minilm"` or `"static"`), if the bundle has it.
+    pub fn tier(&self, name: &str) -> Option<Arc<dyn Embedder>> {
+        match name {
+            "minilm" => Some(self.encoder.clone()),
+            "static" => self.static_encoder.clone(),
+            _ => None,
+        }
     }
 
     pub fn name(&self) -> &str {

@@ -9,11 +9,13 @@
 mod minilm;
 pub mod ort_runtime;
 mod pool;
+pub mod static_table;
 mod tokenize;
 
 use std::path::PathBuf;
 
 pub use minilm::{EncoderConfig, MiniLm};
+pub use static_table::StaticEncoder;
 pub use tokenize::{TokenizedText, Tokenizer};
 
 /// Why encoding failed. Messages name the file or the input at fault.

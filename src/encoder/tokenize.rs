@@ -56,6 +56,11 @@ impl Tokenizer {
         self.max_tokens
     }
 
+    /// Token ids run from 0 to this, exclusive (added tokens included).
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
     /// Tokenizes one text, with `[CLS]`/`[SEP]` when `special` is set. Any Rust string is
     /// accepted: control characters (NUL included) are dropped by BERT's normaliser and an
     /// empty text becomes `[CLS] [SEP]`.
