@@ -148,7 +148,7 @@ fn ceiling(texts: &Texts, seconds_each: f64) -> Vec<(usize, f64)> {
 
 /// `hermes label` (release binary, default flags) on `n` wiki texts in 4 `.jsonl` files:
 /// documents per second of the whole run, model loading included.
-fn label_throughput(bin: &Path, texts: &Texts, n: usize) -> (usize, f64) {
+fn label_throughput(bin: &Path, texts: &Texts, n: usize, encoder: &str) -> (usize, f64) {
     let dir = tempfile::tempdir().expect("temp dir");
     let docs = texts.take(n.max(64));
     for (f, chunk) in docs.chunks(docs.len().div_ceil(4)).enumerate() {
@@ -160,7 +160,7 @@ fn label_throughput(bin: &Path, texts: &Texts, n: usize) -> (usize, f64) {
     }
     let started = Instant::now();
     let status = Command::new(bin)
-        .args(["label", "--input"])
+        .args(["label", "--encoder", encoder, "--input"])
         .arg(dir.path())
         .arg("--out")
         .arg(dir.path().join("out"))
@@ -267,6 +267,7 @@ struct LoadResult {
     labeled: Vec<String>,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn closed_loop(
     base: &str,
     texts: Arc<Texts>,
@@ -274,6 +275,7 @@ async fn closed_loop(
     per_request: usize,
     seconds: f64,
     ceiling: f64,
+    encoder: &'static str,
 ) -> LoadResult {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
@@ -285,7 +287,7 @@ async fn closed_loop(
             let (mut lat, mut docs, mut refused, mut ids) = (Vec::new(), 0usize, 0usize, Vec::new());
             while Instant::now() < deadline {
                 let batch = texts.take(per_request);
-                let body = json!({"documents": batch.iter().map(|(i, t)| json!({"id": format!("b{i}"), "text": t})).collect::<Vec<_>>()});
+                let body = json!({"encoder": encoder, "documents": batch.iter().map(|(i, t)| json!({"id": format!("b{i}"), "text": t})).collect::<Vec<_>>()});
                 let t = Instant::now();
                 let r = client.post(&url).json(&body).send().await.expect("request");
                 let ok = r.status().is_success();
@@ -468,7 +470,9 @@ async fn main() {
         "bench: hermes label on wiki texts (about {}s)",
         phase_s * 2.0
     );
-    let label = label_throughput(&bin, &texts, (ceil * phase_s * 2.0) as usize);
+    let label = label_throughput(&bin, &texts, (ceil * phase_s * 2.0) as usize, "minilm");
+    eprintln!("bench: hermes label --encoder static on the wiki texts");
+    let label_static = label_throughput(&bin, &texts, 20_000, "static");
 
     let mut server = Server::start(&bin);
     let client = reqwest::Client::new();
@@ -496,11 +500,23 @@ async fn main() {
                     per_request,
                     phase_s,
                     ceil,
+                    "minilm",
                 )
                 .await,
             );
         }
     }
+    eprintln!("bench: 16 clients x 16 docs, static tier ({phase_s}s)");
+    let service_static = closed_loop(
+        &server.base,
+        texts.clone(),
+        16,
+        16,
+        phase_s,
+        ceil,
+        "static",
+    )
+    .await;
     let peak_rss_load = rss_kib(pid, "VmHWM:");
 
     eprintln!("bench: cached GET at 2000/s ({get_s}s)");
@@ -623,6 +639,21 @@ async fn main() {
         "\nTarget service >= 0.95 x ceiling at 16 clients: best {at16:.1} docs/s = {:.2} x.\n",
         at16 / ceil
     ));
+    let minilm16 = load
+        .iter()
+        .filter(|l| l.clients == 16 && l.docs_per_request == 16)
+        .map(|l| l.docs_per_s)
+        .fold(0.0, f64::max);
+    md.push_str(&format!(
+        "\nStatic tier, same run: `hermes label --encoder static` on {} texts: {:.0} docs/s = {:.0} x minilm's `hermes label`; the service at 16 clients x 16 docs with `\"encoder\":\"static\"`: {:.0} docs/s = {:.0} x minilm's {:.1} (p50 {:.0} ms).\n",
+        label_static.0,
+        label_static.1,
+        label_static.1 / label.1,
+        service_static.docs_per_s,
+        service_static.docs_per_s / minilm16,
+        minilm16,
+        service_static.p50_ms,
+    ));
     md.push_str(&format!(
         "\n`hermes label` on {} wiki texts in 4 .jsonl files (one task, model loading included): {:.1} docs/s = {:.2} x the ceiling (goal >= 0.95).\n",
         label.0,
@@ -651,6 +682,8 @@ async fn main() {
         "ceiling_by_batch": ceilings,
         "python_onnxruntime_docs_per_s": python,
         "label": {"docs": label.0, "docs_per_s": label.1, "ratio": label.1 / ceil},
+        "label_static": {"docs": label_static.0, "docs_per_s": label_static.1, "vs_minilm": label_static.1 / label.1},
+        "service_static_16x16": {"docs_per_s": service_static.docs_per_s, "p50_ms": service_static.p50_ms},
         "load": load,
         "cached_get": {"rate": 2000, "seconds": get_s, "requests": gets, "failed": get_failed, "p50_ms": get_p50, "p99_ms": get_p99, "server_share_under_1ms": server_under_1ms, "server_p99_bucket_ms": server_p99_ms},
         "duplicate": {"encode_docs_per_s": encode_docs_s, "cached_docs_per_s": cached_docs_s, "ratio": cached_docs_s / encode_docs_s},

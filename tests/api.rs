@@ -103,7 +103,7 @@ async fn label_then_fetch_any_depth_by_get_and_lookup() {
     ));
     assert!(metrics.contains("hermes_encoder_batch_seconds_bucket"));
     assert!(
-        metrics.contains("hermes_cache_entries{cache=\"id\"} 6"),
+        metrics.contains("hermes_cache_entries{cache=\"id\",encoder=\"minilm\"} 6"),
         "{metrics}"
     );
 }

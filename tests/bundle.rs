@@ -121,6 +121,7 @@ fn scratch() -> (tempfile::TempDir, PathBuf) {
         "codebooks.safetensors",
         "tokenizer.json",
         "encoder.onnx",
+        "static.safetensors",
     ] {
         if std::fs::hard_link(bundle_dir().join(f), dir.join(f)).is_err() {
             std::fs::copy(bundle_dir().join(f), dir.join(f)).unwrap();
@@ -151,6 +152,88 @@ fn edit_manifest(dir: &Path, f: impl FnOnce(&mut Manifest)) {
     f(&mut m);
     std::fs::remove_file(&path).unwrap(); // break the hard link before writing
     std::fs::write(&path, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+}
+
+#[test]
+fn bad_static_tables_are_refused_with_file_and_field() {
+    // A wrong checksum.
+    let (_t, dir) = scratch();
+    let mut bytes = std::fs::read(dir.join("static.safetensors")).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::remove_file(dir.join("static.safetensors")).unwrap();
+    std::fs::write(dir.join("static.safetensors"), bytes).unwrap();
+    let e = load_err(&dir);
+    assert!(
+        e.contains("static.safetensors") && e.contains("static.sha256"),
+        "{e}"
+    );
+
+    // A vocabulary that is not the tokenizer's.
+    let (_t, dir) = scratch();
+    edit_manifest(&dir, |m| m.static_encoder.as_mut().unwrap().vocab = 30_000);
+    let e = load_err(&dir);
+    assert!(
+        e.contains("manifest.json") && e.contains("static.vocab"),
+        "{e}"
+    );
+
+    // A width that is not the teacher's.
+    let (_t, dir) = scratch();
+    edit_manifest(&dir, |m| m.static_encoder.as_mut().unwrap().dim = 383);
+    let e = load_err(&dir);
+    assert!(
+        e.contains("manifest.json") && e.contains("static.dim"),
+        "{e}"
+    );
+
+    // A table of the wrong shape (with a matching checksum).
+    let (_t, dir) = scratch();
+    let table = vec![0.01f32; 30_521 * 384];
+    let path = dir.join("static.safetensors");
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(
+        &path,
+        hermes::encoder::static_table::table_bytes(&table, 30_521, 384),
+    )
+    .unwrap();
+    let sha = hermes::bundle::sha256_file(&path).unwrap();
+    edit_manifest(&dir, |m| m.static_encoder.as_mut().unwrap().sha256 = sha);
+    let e = load_err(&dir);
+    assert!(
+        e.contains("static.safetensors")
+            && e.contains("shape [30521, 384]")
+            && e.contains("static.vocab"),
+        "{e}"
+    );
+}
+
+#[test]
+fn static_codes_do_not_depend_on_batch_neighbours() {
+    let m = model();
+    let enc = m
+        .static_encoder
+        .as_ref()
+        .expect("the default bundle has a static tier");
+    let texts = wiki_texts(1000);
+    let alone: Vec<Code> = texts
+        .iter()
+        .map(|t| {
+            m.space
+                .codes(&enc.embed(&[t]).unwrap().vectors)
+                .unwrap()
+                .remove(0)
+        })
+        .collect();
+    let mut order: Vec<usize> = (0..texts.len()).collect();
+    order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(3));
+    for chunk in order.chunks(100) {
+        let refs: Vec<&str> = chunk.iter().map(|&i| texts[i].as_str()).collect();
+        let codes = m.space.codes(&enc.embed(&refs).unwrap().vectors).unwrap();
+        for (&i, c) in chunk.iter().zip(codes) {
+            assert_eq!(c, alone[i], "document {i} changed code with its batch");
+        }
+    }
 }
 
 #[test]

@@ -6,7 +6,13 @@ use std::process::Command;
 /// Flags the README names that belong to other tools (cargo, scripts/setup.sh, sbatch,
 /// kubernetes-validate).
 const OTHER_TOOLS: [&str; 7] = [
-    "--bench", "--release", "--locked", "--test", "--help", "--array", "--strict",
+    "--bench",
+    "--release",
+    "--locked",
+    "--test",
+    "--help",
+    "--array",
+    "--strict",
 ];
 
 fn flags_in(text: &str) -> BTreeSet<String> {

@@ -8,7 +8,7 @@ use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::state::AppState;
 use super::types::{
     CodeOut, CodeResponse, CodeResult, DepthQuery, IdPath, LabelRequest, LabelResponse,
-    LabelResult, LookupRequest, LookupResponse, ModelRef,
+    LabelResult, LookupRequest, LookupResponse, ModelRef, tier_name,
 };
 use crate::labeling::Document;
 
@@ -25,17 +25,18 @@ pub async fn label(
 ) -> Result<Json<LabelResponse>, ApiError> {
     let svc = app.service()?;
     let depth = svc.depth(req.depth)?;
+    let tier = svc.tier(tier_name(req.encoder))?;
     let docs: Vec<Document> = req.documents.into_iter().map(Document::from).collect();
     svc.validate_documents(&docs)?;
     let levels = svc.model().levels();
     let results = svc
-        .label(docs)
+        .label(tier, docs)
         .await?
         .into_iter()
         .map(|d| LabelResult::at(d, depth, levels))
         .collect();
     Ok(Json(LabelResponse {
-        model: ModelRef::of(svc.model()),
+        model: ModelRef::of(tier),
         results,
     }))
 }
@@ -54,9 +55,10 @@ pub async fn get_code(
 ) -> Result<Json<CodeResponse>, ApiError> {
     let svc = app.service()?;
     let depth = svc.depth(q.depth)?;
+    let tier = svc.tier(tier_name(q.encoder))?;
     svc.check_id("id", &id)?;
     let entry = svc
-        .lookup(std::slice::from_ref(&id))
+        .lookup(tier, std::slice::from_ref(&id))
         .await?
         .pop()
         .flatten()
@@ -64,7 +66,7 @@ pub async fn get_code(
     Ok(Json(CodeResponse {
         code: CodeOut::at(&entry.code, depth, svc.model().levels()),
         id,
-        model: ModelRef::of(svc.model()),
+        model: ModelRef::of(tier),
     }))
 }
 
@@ -79,8 +81,9 @@ pub async fn lookup(
 ) -> Result<Json<LookupResponse>, ApiError> {
     let svc = app.service()?;
     let depth = svc.depth(req.depth)?;
+    let tier = svc.tier(tier_name(req.encoder))?;
     svc.check_lookup(&req.ids)?;
-    let found = svc.lookup(&req.ids).await?;
+    let found = svc.lookup(tier, &req.ids).await?;
     let levels = svc.model().levels();
     let results = req
         .ids
@@ -94,7 +97,7 @@ pub async fn lookup(
         })
         .collect();
     Ok(Json(LookupResponse {
-        model: ModelRef::of(svc.model()),
+        model: ModelRef::of(tier),
         results,
     }))
 }

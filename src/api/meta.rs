@@ -21,6 +21,12 @@ pub async fn model(State(app): State<AppState>) -> Result<Json<ModelInfo>, ApiEr
         levels: m.levels.clone(),
         dim: m.encoder.dim,
         max_tokens: m.encoder.max_tokens,
+        encoder: svc.tier(None)?.labeler.encoder_kind().to_string(),
+        encoders: svc
+            .tiers
+            .iter()
+            .map(|t| t.labeler.encoder_kind().to_string())
+            .collect(),
         fit,
     }))
 }
@@ -38,10 +44,12 @@ pub async fn healthz() -> Json<Health> {
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, body = Health)))]
 pub async fn readyz(State(app): State<AppState>) -> Result<Json<Health>, ApiError> {
     let svc = app.service()?;
-    svc.ids
-        .health()
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    for tier in &svc.tiers {
+        tier.ids
+            .health()
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    }
     Ok(Json(Health {
         status: "ready".into(),
     }))
@@ -52,9 +60,12 @@ pub async fn readyz(State(app): State<AppState>) -> Result<Json<Health>, ApiErro
     responses((status = 200, content_type = "text/plain; version=0.0.4", body = String)))]
 pub async fn metrics(State(app): State<AppState>) -> Response {
     if let Some(svc) = app.loaded() {
-        svc.texts.report().await;
-        svc.ids.report().await;
-        metrics::gauge!("hermes_queue_docs_reserved").set(svc.labeler.batcher().queued() as f64);
+        for tier in &svc.tiers {
+            tier.texts.report().await;
+            tier.ids.report().await;
+        }
+        let queued: usize = svc.tiers.iter().map(|t| t.labeler.batcher().queued()).sum();
+        metrics::gauge!("hermes_queue_docs_reserved").set(queued as f64);
     }
     let body = app.metrics().render();
     (

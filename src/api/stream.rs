@@ -17,7 +17,7 @@ use futures::{Stream, StreamExt};
 use super::error::ApiError;
 use super::extract::{ApiQuery, has_content_type, parse_json};
 use super::state::AppState;
-use super::types::{DepthQuery, LabelResult, StreamLine, StreamLineError};
+use super::types::{DepthQuery, LabelResult, StreamLine, StreamLineError, tier_name};
 use crate::labeling::{Document, Service};
 
 pub const NDJSON: &str = "application/x-ndjson";
@@ -110,6 +110,7 @@ pub async fn label_stream(
 ) -> Result<Response, ApiError> {
     let svc = app.service()?.clone();
     let depth = svc.depth(q.depth)?;
+    let tier = svc.tier(tier_name(q.encoder))?.labeler.encoder_kind();
     if !has_content_type(
         req.headers(),
         &[NDJSON, "application/ndjson", "application/jsonl"],
@@ -126,16 +127,22 @@ pub async fn label_stream(
         .enumerate()
         .map(move |(i, line)| {
             let svc = svc.clone();
-            async move { answer_line(&svc, i + 1, line, depth).await }
+            async move { answer_line(&svc, tier, i + 1, line, depth).await }
         })
         .buffered(concurrency)
         .map(Ok::<_, std::convert::Infallible>);
     Ok(([(header::CONTENT_TYPE, NDJSON)], Body::from_stream(out)).into_response())
 }
 
-async fn answer_line(svc: &Arc<Service>, n: usize, line: Line, depth: usize) -> Bytes {
+async fn answer_line(
+    svc: &Arc<Service>,
+    tier: &'static str,
+    n: usize,
+    line: Line,
+    depth: usize,
+) -> Bytes {
     let result = match line {
-        Line::Text(bytes) => label_line(svc, &bytes, depth).await,
+        Line::Text(bytes) => label_line(svc, tier, &bytes, depth).await,
         Line::TooLong(len) => Err(ApiError::Validation(format!(
             "line is {len} bytes, longer than any valid line can be"
         ))),
@@ -155,7 +162,12 @@ async fn answer_line(svc: &Arc<Service>, n: usize, line: Line, depth: usize) -> 
     Bytes::from(out)
 }
 
-async fn label_line(svc: &Arc<Service>, bytes: &[u8], depth: usize) -> Result<Vec<u8>, ApiError> {
+async fn label_line(
+    svc: &Arc<Service>,
+    tier: &'static str,
+    bytes: &[u8],
+    depth: usize,
+) -> Result<Vec<u8>, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::Validation("empty line".into()));
     }
@@ -166,7 +178,7 @@ async fn label_line(svc: &Arc<Service>, bytes: &[u8], depth: usize) -> Result<Ve
     }];
     svc.validate_documents(&docs)?;
     let labeled = svc
-        .label(docs)
+        .label(svc.tier(Some(tier))?, docs)
         .await?
         .pop()
         .ok_or_else(|| ApiError::Internal("no result".into()))?;

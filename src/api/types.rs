@@ -105,19 +105,46 @@ fn embeddings_schema() -> ArrayBuilder {
         .description(Some("Encoder embeddings (from `/v1/embed` or the same model elsewhere); NaN, infinity or a wrong length are 422."))
 }
 
+/// An encoder tier: `minilm` (the reference) or `static` (a fitted token table, much faster,
+/// approximating minilm's codes in the same code space).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EncoderName {
+    Minilm,
+    Static,
+}
+
+impl EncoderName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Minilm => "minilm",
+            Self::Static => "static",
+        }
+    }
+}
+
+/// The tier a request names, as the service takes it.
+pub fn tier_name(e: Option<EncoderName>) -> Option<&'static str> {
+    e.map(EncoderName::as_str)
+}
+
 /// Which bundle produced a code: codes are comparable only between equal fingerprints.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[schema(example = json!({"name": "minilm-wiki", "fingerprint": "3f2a9c0d1e2b4a5c"}))]
+#[schema(example = json!({"name": "minilm-wiki", "fingerprint": "3f2a9c0d1e2b4a5c", "encoder": "minilm"}))]
 pub struct ModelRef {
     pub name: String,
     pub fingerprint: String,
+    /// The encoder tier that produced the answer: `minilm` or `static`.
+    pub encoder: String,
 }
 
 impl ModelRef {
-    pub fn of(model: &crate::bundle::Model) -> Self {
+    pub fn of(tier: &crate::labeling::Tier) -> Self {
+        let model = tier.labeler.model();
         Self {
             name: model.name().to_string(),
             fingerprint: model.fingerprint().to_string(),
+            encoder: tier.labeler.encoder_kind().to_string(),
         }
     }
 }
@@ -146,6 +173,9 @@ pub struct LabelRequest {
     #[schema(minimum = 1, maximum = 3)]
     #[serde(default, deserialize_with = "de_depth")]
     pub depth: Option<u32>,
+    /// Encoder tier; default: the server's `--encoder`.
+    #[serde(default)]
+    pub encoder: Option<EncoderName>,
 }
 
 impl From<DocumentIn> for crate::labeling::Document {
@@ -207,7 +237,7 @@ impl LabelResult {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[schema(example = json!({"model": {"name": "minilm-wiki", "fingerprint": "3f2a9c0d1e2b4a5c"}, "results": [{"id": "doc-1", "code": [17, 3], "label": "17.3", "cell": 1091, "truncated": false, "cached": false}]}))]
+#[schema(example = json!({"model": {"name": "minilm-wiki", "fingerprint": "3f2a9c0d1e2b4a5c", "encoder": "minilm"}, "results": [{"id": "doc-1", "code": [17, 3], "label": "17.3", "cell": 1091, "truncated": false, "cached": false}]}))]
 pub struct LabelResponse {
     pub model: ModelRef,
     /// One per document, in input order.
@@ -222,6 +252,10 @@ pub struct DepthQuery {
     #[param(minimum = 1, maximum = 3)]
     #[serde(default, deserialize_with = "de_depth_query")]
     pub depth: Option<u32>,
+    /// Encoder tier (which tier's codes); default: the server's `--encoder`.
+    #[param(inline)]
+    #[serde(default)]
+    pub encoder: Option<EncoderName>,
 }
 
 #[derive(Debug, Clone, Deserialize, IntoParams)]
@@ -240,7 +274,7 @@ pub struct CodeResult {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[schema(example = json!({"id": "doc-1", "code": [17], "label": "17", "cell": 17, "model": {"name": "minilm-wiki", "fingerprint": "3f2a9c0d1e2b4a5c"}}))]
+#[schema(example = json!({"id": "doc-1", "code": [17], "label": "17", "cell": 17, "model": {"name": "minilm-wiki", "fingerprint": "3f2a9c0d1e2b4a5c", "encoder": "minilm"}}))]
 pub struct CodeResponse {
     pub id: String,
     #[serde(flatten)]
@@ -258,6 +292,9 @@ pub struct LookupRequest {
     #[schema(minimum = 1, maximum = 3)]
     #[serde(default, deserialize_with = "de_depth")]
     pub depth: Option<u32>,
+    /// Encoder tier (which tier's codes); default: the server's `--encoder`.
+    #[serde(default)]
+    pub encoder: Option<EncoderName>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -290,6 +327,9 @@ pub struct QuantizeResponse {
 pub struct EmbedRequest {
     #[schema(schema_with = texts_schema)]
     pub texts: Vec<String>,
+    /// Encoder tier; default: the server's `--encoder`.
+    #[serde(default)]
+    pub encoder: Option<EncoderName>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -309,6 +349,10 @@ pub struct ModelInfo {
     /// Encoder embedding dimension (what `/v1/quantize` expects).
     pub dim: usize,
     pub max_tokens: usize,
+    /// The tier answers use when a request names none.
+    pub encoder: String,
+    /// Every tier this server answers with.
+    pub encoders: Vec<String>,
     /// How the bundle was fitted, as its manifest records it (corpus, documents, seed,
     /// k-means runs, per-depth statistics). Free-form here so that a manifest change does
     /// not change this API's schema.

@@ -7,7 +7,7 @@ use super::error::ApiError;
 use super::extract::ApiJson;
 use super::state::AppState;
 use super::types::{
-    CodeOut, EmbedRequest, EmbedResponse, ModelRef, QuantizeRequest, QuantizeResponse,
+    CodeOut, EmbedRequest, EmbedResponse, ModelRef, QuantizeRequest, QuantizeResponse, tier_name,
 };
 
 /// Embed texts.
@@ -21,9 +21,10 @@ pub async fn embed(
     ApiJson(req): ApiJson<EmbedRequest>,
 ) -> Result<Json<EmbedResponse>, ApiError> {
     let svc = app.service()?;
-    let embeddings = svc.embed(req.texts).await?;
+    let tier = svc.tier(tier_name(req.encoder))?;
+    let embeddings = svc.embed(tier, req.texts).await?;
     Ok(Json(EmbedResponse {
-        model: ModelRef::of(svc.model()),
+        model: ModelRef::of(tier),
         embeddings,
     }))
 }
@@ -47,7 +48,7 @@ pub async fn quantize(
         .map(|c| CodeOut::at(c, depth, levels))
         .collect();
     Ok(Json(QuantizeResponse {
-        model: ModelRef::of(svc.model()),
+        model: ModelRef::of(svc.tier(None)?),
         results,
     }))
 }

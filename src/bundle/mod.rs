@@ -20,7 +20,7 @@ use crate::encoder::{Embedder, EncoderConfig, EncoderError, MiniLm, StaticEncode
 use crate::quantize::CodeSpace;
 pub use codebooks::codebooks_bytes;
 pub use manifest::{EncoderEntry, FileEntry, FitInfo, Manifest, Probe, TransformEntry};
-pub use write::{NewBundle, write_bundle};
+pub use write::{NewBundle, add_static_tier, write_bundle};
 
 pub const MANIFEST: &str = "manifest.json";
 pub const CODEBOOKS: &str = "codebooks.safetensors";
@@ -55,7 +55,10 @@ fn load_static(
         return Err(invalid(
             dir,
             &entry.file,
-            format!("sha256 {got} differs from manifest static.sha256 {}", entry.sha256),
+            format!(
+                "sha256 {got} differs from manifest static.sha256 {}",
+                entry.sha256
+            ),
         ));
     }
     if entry.dim != m.encoder.dim {

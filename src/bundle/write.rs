@@ -87,3 +87,26 @@ pub fn write_bundle(out: &Path, b: NewBundle<'_>) -> Result<Manifest, BundleErro
     std::fs::write(out.join(MANIFEST), json).map_err(|e| io(MANIFEST, e))?;
     Ok(manifest)
 }
+
+/// Adds (or replaces) the static tier of the bundle at `out`: writes its table, then the
+/// manifest with the `static` entry and its checksum. Codebooks and fingerprint stay as they
+/// are, so minilm codes do not change.
+pub fn add_static_tier(
+    out: &Path,
+    table: &[u8],
+    mut entry: manifest::StaticEntry,
+) -> Result<manifest::StaticEntry, BundleError> {
+    let io =
+        |file: &str, e: &dyn std::fmt::Display| invalid(out, file, format!("cannot write: {e}"));
+    let raw = std::fs::read_to_string(out.join(MANIFEST)).map_err(|e| io(MANIFEST, &e))?;
+    let mut m: Manifest =
+        serde_json::from_str(&raw).map_err(|e| invalid(out, MANIFEST, format!("invalid: {e}")))?;
+    std::fs::write(out.join(&entry.file), table).map_err(|e| io(&entry.file, &e))?;
+    entry.sha256 = sha256_file(&out.join(&entry.file)).map_err(|e| io(&entry.file, &e))?;
+    m.format_version = manifest::FORMAT_VERSION;
+    m.static_encoder = Some(entry.clone());
+    let mut json = serde_json::to_string_pretty(&m).expect("manifest serialises");
+    json.push('\n');
+    std::fs::write(out.join(MANIFEST), json).map_err(|e| io(MANIFEST, &e))?;
+    Ok(entry)
+}

@@ -82,7 +82,7 @@ impl TextCache {
     /// Publishes the entry count (called when metrics are scraped).
     pub async fn report(&self) {
         self.entries.run_pending_tasks().await;
-        metrics::gauge!("hermes_cache_entries", "cache" => "text")
+        metrics::gauge!("hermes_cache_entries", "cache" => "text", "encoder" => self.namespace.encoder.clone())
             .set(self.entries.entry_count() as f64);
     }
 }

@@ -51,7 +51,7 @@ pub struct LabelArgs {
     /// Output directory: codes/<input>.parquet and done/<input>.json.
     #[arg(long, env = "HERMES_OUT")]
     pub out: PathBuf,
-    /// Encoder tier (only minilm exists in this build).
+    /// Encoder tier: minilm (the reference) or static (the bundle's fitted token table).
     #[arg(long, env = "HERMES_ENCODER", default_value = "minilm", value_parser = ["minilm", "static"])]
     pub encoder: String,
     /// Field (JSONL) or column (Parquet) holding the text.
@@ -163,6 +163,23 @@ pub struct FitArgs {
     /// Texts per encoder batch while embedding the corpus.
     #[arg(long, env = "HERMES_BATCH", default_value_t = 32)]
     pub batch: usize,
+    /// Also fit the static tier (a token table that reproduces the encoder's embeddings) on
+    /// the same corpus; needs at least 1,000 documents.
+    #[arg(long = "static", env = "HERMES_STATIC")]
+    pub static_tier: bool,
+    /// Only (re)fit the static tier of the existing bundle at --out, keeping its codebooks
+    /// (and so its fingerprint and every minilm code).
+    #[arg(long, env = "HERMES_STATIC_ONLY")]
+    pub static_only: bool,
+    /// Ridge strength λ pulling the table towards the vocabulary pass T0.
+    #[arg(long, env = "HERMES_STATIC_LAMBDA", default_value_t = 0.01)]
+    pub static_lambda: f32,
+    /// Conjugate-gradient iterations.
+    #[arg(long, env = "HERMES_STATIC_ITERATIONS", default_value_t = 100)]
+    pub static_iterations: usize,
+    /// Tokens per text for the static tier (no special tokens).
+    #[arg(long, env = "HERMES_STATIC_MAX_TOKENS", default_value_t = 512)]
+    pub static_max_tokens: usize,
     #[command(flatten)]
     pub runtime: RuntimeArgs,
 }
@@ -185,6 +202,9 @@ pub struct EvalArgs {
     /// Write the report as JSON here too.
     #[arg(long, env = "HERMES_JSON")]
     pub json: Option<PathBuf>,
+    /// Encoder tier whose codes are measured: minilm or static.
+    #[arg(long, env = "HERMES_ENCODER", default_value = "minilm", value_parser = ["minilm", "static"])]
+    pub encoder: String,
     /// Seed of the flat k-means baseline.
     #[arg(long, env = "HERMES_SEED", default_value_t = 0)]
     pub seed: u64,
@@ -225,6 +245,10 @@ pub struct ServeArgs {
     /// Encoder sessions, each served by one batching worker (batches that run at once).
     #[arg(long, env = "HERMES_ENCODER_SESSIONS", default_value_t = 1)]
     pub encoder_sessions: usize,
+    /// The encoder tier answers use when a request names none; the bundle's other tier (if
+    /// any) is served too, on request.
+    #[arg(long, env = "HERMES_ENCODER", default_value = "minilm", value_parser = ["minilm", "static"])]
+    pub encoder: String,
 
     /// Padded tokens per encoder batch at most (must be at least the bundle's max_tokens).
     #[arg(long, env = "HERMES_MAX_BATCH_TOKENS", default_value_t = 8192)]

@@ -21,8 +21,15 @@ pub fn run(args: EvalArgs) -> Result<()> {
     ))??;
     let labeler = &opened.labeler;
     let model = labeler.model();
+    let encoder = model.tier(&args.encoder).ok_or_else(|| {
+        anyhow::anyhow!(
+            "--encoder {}: the bundle {} has no such tier",
+            args.encoder,
+            args.bundle.display()
+        )
+    })?;
     let docs = read_jsonl(&args.input, &args.text_field, Some(&args.label_field))?;
-    let dim = model.encoder.dim();
+    let dim = encoder.dim();
     let e = match &args.embeddings {
         Some(path) => {
             let (e, d) = read_npy(path)?;
@@ -38,7 +45,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         }
         None => {
             let texts: Vec<&str> = docs.iter().map(|d| d.text.as_str()).collect();
-            super::embed_corpus(model.encoder.clone(), &texts)?
+            super::embed_corpus(encoder.clone(), &texts)?
         }
     };
     let codes = labeler.quantize(&e)?;

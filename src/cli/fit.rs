@@ -5,13 +5,13 @@ use anyhow::{Context, Result, bail};
 use std::sync::Arc;
 
 use super::args::FitArgs;
-use crate::bundle::{FitInfo, LoadOptions, NewBundle, Probe, write_bundle};
+use crate::bundle::{FitInfo, LoadOptions, Model, NewBundle, Probe, write_bundle};
 use crate::corpus::{read_jsonl, read_npy, write_npy};
 use crate::encoder::{Embedder, EncoderConfig, MiniLm};
 use crate::fit::pca::TransformConfig;
 use crate::fit::{FitConfig, Fitted, fit};
 use crate::labeling::open;
-use crate::quantize::Code;
+use crate::quantize::{Code, CodeSpace};
 
 /// Longest text considered as a probe (probes live in the manifest).
 const MAX_PROBE_CHARS: usize = 600;
@@ -20,6 +20,14 @@ const PROBE_CANDIDATES: usize = 64;
 
 pub fn run(args: FitArgs) -> Result<()> {
     let docs = read_jsonl(&args.input, &args.text_field, None)?;
+    if (args.static_tier || args.static_only) && docs.len() < super::fit_static::MIN_DOCS {
+        bail!(
+            "--static needs at least {} documents to fit a token table; {} has {}",
+            super::fit_static::MIN_DOCS,
+            args.input.display(),
+            docs.len()
+        );
+    }
     let kmax = args.levels.iter().copied().max().unwrap_or(0);
     if docs.len() < kmax {
         bail!(
@@ -60,6 +68,18 @@ pub fn run(args: FitArgs) -> Result<()> {
     };
     if let Some(path) = &args.save_embeddings {
         write_npy(path, &e, dim)?;
+    }
+    let options = LoadOptions {
+        ort_lib: args.runtime.ort_lib.clone(),
+        intra_threads: args.runtime.intra_threads,
+        sessions: 1,
+    };
+    if args.static_only {
+        let model = Model::load(&args.out, &options)
+            .context("--static-only needs an existing bundle at --out")?;
+        super::fit_static::fit_static(&args, &args.out, &encoder, &texts, &e, &model.space)?;
+        drop(model);
+        return verify(&args.out, &options);
     }
 
     let config = FitConfig {
@@ -116,18 +136,11 @@ pub fn run(args: FitArgs) -> Result<()> {
             probes,
         },
     )?;
-    // Load what was written, as `serve` will: checksums, shapes, probes.
-    let options = LoadOptions {
-        ort_lib: args.runtime.ort_lib,
-        intra_threads: args.runtime.intra_threads,
-        sessions: 1,
-    };
-    super::block_on(open(
-        &args.out,
-        &options,
-        super::offline_batching(1, 256, 1),
-    ))?
-    .context("the bundle just written does not load")?;
+    if args.static_tier {
+        let space = CodeSpace::new(fitted.transform.clone(), fitted.quantizer.clone());
+        super::fit_static::fit_static(&args, &args.out, &encoder, &texts, &e, &space)?;
+    }
+    verify(&args.out, &options)?;
     println!(
         "bundle {} (fingerprint {})",
         args.out.display(),
@@ -141,6 +154,13 @@ pub fn run(args: FitArgs) -> Result<()> {
             s.depth, s.k, s.utilization, s.perplexity, s.cells_used, s.relative_error
         );
     }
+    Ok(())
+}
+
+/// Loads what was written, as `serve` will: checksums, shapes, probes, the static tier.
+fn verify(out: &std::path::Path, options: &LoadOptions) -> Result<()> {
+    super::block_on(open(out, options, super::offline_batching(1, 256, 1)))?
+        .context("the bundle just written does not load")?;
     Ok(())
 }
 

@@ -37,12 +37,6 @@ struct Progress {
 }
 
 pub fn run(args: LabelArgs) -> Result<()> {
-    if args.encoder != "minilm" {
-        bail!(
-            "--encoder {}: this build has only the minilm tier (the static tier is not built yet)",
-            args.encoder
-        );
-    }
     let (index, count) = resolve_shard(args.shard_index, args.shard_count, |k| {
         std::env::var(k).ok()
     })
@@ -64,19 +58,33 @@ pub fn run(args: LabelArgs) -> Result<()> {
     let started = Instant::now();
     let progress = Arc::new(Progress::default());
     let (done, skipped, failed) = super::block_on(async {
-        let opened = open(&args.bundle, &options, batching).await?;
-        if args.max_batch_docs == 0 {
-            calibrate(&opened.labeler, &mine, &args)?;
+        let opened = open(&args.bundle, &options, batching.clone()).await?;
+        // The static tier gets its own batcher; the minilm one stays idle.
+        let (labeler, _static_workers) = if args.encoder == "static" {
+            let mut batch = batching;
+            batch.max_batch_docs = 256;
+            batch.max_batch_tokens = usize::MAX;
+            match opened.labeler.tier("static", batch) {
+                Some((l, w)) => (l, Some(w)),
+                None => bail!(
+                    "--encoder static: the bundle {} has no static tier (fit one with `hermes fit --static`)",
+                    args.bundle.display()
+                ),
+            }
         } else {
-            opened
-                .labeler
-                .batcher()
-                .set_max_batch_docs(args.max_batch_docs);
+            (opened.labeler.clone(), None)
+        };
+        if args.encoder == "static" {
+            // A sum of table rows: any batch size costs the same per document.
+        } else if args.max_batch_docs == 0 {
+            calibrate(&labeler, &mine, &args)?;
+        } else {
+            labeler.batcher().set_max_batch_docs(args.max_batch_docs);
         }
         let reporter = report_progress(progress.clone(), mine.len(), args.progress_interval_s);
         let (mut done, mut skipped, mut failed) = (0u64, 0usize, Vec::new());
         for (i, file) in mine.iter().enumerate() {
-            match label_file(&opened.labeler, file, &args, chunk, &progress).await {
+            match label_file(&labeler, file, &args, chunk, &progress).await {
                 Ok(Outcome::Labeled { rows }) => {
                     done += rows;
                     reporter.file_done(i + 1, &file.rel, Some(rows));

@@ -5,6 +5,7 @@ pub mod args;
 mod embed;
 mod eval;
 mod fit;
+mod fit_static;
 mod label;
 mod stats;
 

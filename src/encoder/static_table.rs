@@ -72,7 +72,11 @@ impl StaticEncoder {
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect(),
-            other => return Err(err(format!("tensor `{TABLE}` is {other:?}, expected F16 or F32"))),
+            other => {
+                return Err(err(format!(
+                    "tensor `{TABLE}` is {other:?}, expected F16 or F32"
+                )));
+            }
         };
         if table.iter().any(|x| !x.is_finite()) {
             return Err(err(format!("tensor `{TABLE}` contains NaN or infinity")));

@@ -20,6 +20,7 @@ pub struct TokenizedText {
 }
 
 /// A thread-safe tokenizer configured for hermes.
+#[derive(Clone)]
 pub struct Tokenizer {
     /// The HuggingFace tokenizer with padding off and hermes' truncation on.
     inner: tokenizers::Tokenizer,
@@ -54,6 +55,11 @@ impl Tokenizer {
 
     pub fn max_tokens(&self) -> usize {
         self.max_tokens
+    }
+
+    /// The id of a token of the vocabulary (e.g. `[CLS]`).
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
     }
 
     /// Token ids run from 0 to this, exclusive (added tokens included).

@@ -2,6 +2,7 @@
 //! the residuals of the level before.
 
 pub mod pca;
+pub mod static_fit;
 
 use serde::{Deserialize, Serialize};
 

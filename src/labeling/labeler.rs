@@ -58,6 +58,25 @@ pub async fn open(
 }
 
 impl Labeler {
+    /// A labeler for another tier of the same bundle (`"static"`), with its own batcher.
+    /// `None` when the bundle lacks that tier.
+    pub fn tier(&self, name: &str, batch: BatchConfig) -> Option<(Labeler, Workers)> {
+        let encoder = self.model.tier(name)?;
+        let (batcher, workers) = Batcher::start(encoder, batch);
+        Some((
+            Labeler {
+                model: self.model.clone(),
+                batcher,
+            },
+            workers,
+        ))
+    }
+
+    /// The tier this labeler runs (`"minilm"`, `"static"`).
+    pub fn encoder_kind(&self) -> &'static str {
+        self.batcher.encoder().kind()
+    }
+
     pub fn model(&self) -> &Arc<Model> {
         &self.model
     }
@@ -66,8 +85,8 @@ impl Labeler {
         &self.batcher
     }
 
-    /// Full codes of `texts`, in order. A code depends on its text alone, not on which
-    /// other texts shared its batch.
+    /// Full codes of `texts` by this labeler's tier, in order. A code depends on its text
+    /// alone, not on which other texts shared its batch.
     pub async fn label(&self, texts: Vec<String>) -> Result<Vec<Labeled>, LabelError> {
         let embedded = self.batcher.embed(texts).await?;
         let flat: Vec<f32> = embedded
@@ -93,7 +112,7 @@ impl Labeler {
     /// Measures which batch size (at most `max`) the encoder runs fastest on this machine,
     /// on `texts`, and caps the batcher's batches at it. Returns the docs/s of each size.
     pub fn calibrate(&self, texts: &[&str], max: usize) -> Result<Vec<(usize, f64)>, EncoderError> {
-        let (best, rates) = fastest_batch(self.model.encoder.as_ref(), texts, max)?;
+        let (best, rates) = fastest_batch(self.batcher.encoder().as_ref(), texts, max)?;
         self.batcher.set_max_batch_docs(best);
         let table: Vec<String> = rates.iter().map(|(b, r)| format!("{b}: {r:.1}")).collect();
         tracing::info!(

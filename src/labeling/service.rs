@@ -90,13 +90,21 @@ pub struct LabeledDoc {
     pub cached: bool,
 }
 
-/// The labeler with the caches and limits the HTTP API puts around it.
-pub struct Service {
+/// One encoder tier with its own caches: codes of two tiers never answer for each other.
+pub struct Tier {
     pub labeler: Labeler,
     /// Content cache: a repeated text is not encoded again.
     pub texts: TextCache,
     /// Id → code, for `/v1/codes/*`.
     pub ids: Arc<dyn IdStore>,
+}
+
+/// The tiers with the limits the HTTP API puts around them.
+pub struct Service {
+    /// `"minilm"`, and `"static"` when the bundle has it.
+    pub tiers: Vec<Tier>,
+    /// The tier used when a request names none (`--encoder`).
+    pub default_tier: usize,
     pub limits: Limits,
 }
 
@@ -126,7 +134,28 @@ fn check_count(what: &str, n: usize, max: usize) -> Result<(), ServiceError> {
 
 impl Service {
     pub fn model(&self) -> &Arc<Model> {
-        self.labeler.model()
+        self.tiers[self.default_tier].labeler.model()
+    }
+
+    /// The tier a request asks for (`None`: the server's default).
+    pub fn tier(&self, encoder: Option<&str>) -> Result<&Tier, ServiceError> {
+        let Some(name) = encoder else {
+            return Ok(&self.tiers[self.default_tier]);
+        };
+        self.tiers
+            .iter()
+            .find(|t| t.labeler.encoder_kind() == name)
+            .ok_or_else(|| {
+                let have: Vec<&str> = self
+                    .tiers
+                    .iter()
+                    .map(|t| t.labeler.encoder_kind())
+                    .collect();
+                ServiceError::Validation(format!(
+                    "encoder {name:?} is not served here (this bundle has {})",
+                    have.join(", ")
+                ))
+            })
     }
 
     /// The requested depth, defaulting to the full code.
@@ -157,13 +186,17 @@ impl Service {
     /// Full codes for documents, in order: content-cache hits answer at once, misses are
     /// labeled. Every code is remembered by content and, when the document has an id, in
     /// the id store before this returns (a store failure fails the request).
-    pub async fn label(&self, docs: Vec<Document>) -> Result<Vec<LabeledDoc>, ServiceError> {
+    pub async fn label(
+        &self,
+        tier: &Tier,
+        docs: Vec<Document>,
+    ) -> Result<Vec<LabeledDoc>, ServiceError> {
         let mut found: Vec<Option<(Arc<StoredCode>, bool)>> = Vec::with_capacity(docs.len());
         let mut keys = Vec::with_capacity(docs.len());
         let mut misses = Vec::new();
         for (i, d) in docs.iter().enumerate() {
-            let key = self.texts.key(&d.text);
-            match self.texts.get(&key).await {
+            let key = tier.texts.key(&d.text);
+            match tier.texts.get(&key).await {
                 Some(hit) => found.push(Some((hit, true))),
                 None => {
                     found.push(None);
@@ -174,13 +207,13 @@ impl Service {
         }
         if !misses.is_empty() {
             let texts: Vec<String> = misses.iter().map(|&i| docs[i].text.clone()).collect();
-            let labeled = self.labeler.label(texts).await?;
+            let labeled = tier.labeler.label(texts).await?;
             for (&i, l) in misses.iter().zip(labeled) {
                 let entry = Arc::new(StoredCode {
                     code: l.code,
                     truncated: l.truncated,
                 });
-                self.texts.put(keys[i], entry.clone()).await;
+                tier.texts.put(keys[i], entry.clone()).await;
                 found[i] = Some((entry, false));
             }
         }
@@ -199,18 +232,22 @@ impl Service {
             });
         }
         if !remember.is_empty() {
-            self.ids.put_many(remember).await?;
+            tier.ids.put_many(remember).await?;
         }
         Ok(results)
     }
 
     /// Raw encoder embeddings (before the transform).
-    pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, ServiceError> {
+    pub async fn embed(
+        &self,
+        tier: &Tier,
+        texts: Vec<String>,
+    ) -> Result<Vec<Vec<f32>>, ServiceError> {
         check_count("texts", texts.len(), self.limits.max_docs)?;
         for (i, t) in texts.iter().enumerate() {
             self.check_text(&format!("texts[{i}]"), t)?;
         }
-        Ok(self
+        Ok(tier
             .labeler
             .embed(texts)
             .await?
@@ -241,15 +278,16 @@ impl Service {
                 pos / dim
             )));
         }
-        Ok(self.labeler.quantize(&flat)?)
+        Ok(self.tiers[self.default_tier].labeler.quantize(&flat)?)
     }
 
     /// The full codes remembered for `ids`, in order (`None` for unknown ids).
     pub async fn lookup(
         &self,
+        tier: &Tier,
         ids: &[String],
     ) -> Result<Vec<Option<Arc<StoredCode>>>, ServiceError> {
-        Ok(self.ids.get_many(ids).await?)
+        Ok(tier.ids.get_many(ids).await?)
     }
 
     pub fn check_lookup(&self, ids: &[String]) -> Result<(), ServiceError> {

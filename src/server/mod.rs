@@ -29,7 +29,7 @@ use crate::batch::BatchConfig;
 use crate::bundle::LoadOptions;
 use crate::cache::TextCache;
 use crate::cli::args::ServeArgs;
-use crate::labeling::{Limits, Service, open};
+use crate::labeling::{Limits, Service, Tier, open};
 use crate::store::{IdStore, MemoryStore, Namespace, RedisStore, TieredStore};
 
 /// The binary's entry: logging, a runtime, the listener, signals.
@@ -105,7 +105,7 @@ pub async fn serve(
         .await
         .context("the server task failed")?
         .context("serving failed")?;
-    tokio::task::spawn_blocking(move || workers.shutdown())
+    tokio::task::spawn_blocking(move || workers.into_iter().for_each(|w| w.shutdown()))
         .await
         .context("the batching workers did not stop")?;
     tracing::info!("drained; bye");
@@ -124,7 +124,7 @@ fn check_config(config: &ServeArgs) -> Result<()> {
 }
 
 /// Loads and verifies the bundle and builds the service around it.
-async fn load(config: &ServeArgs) -> Result<(Service, crate::batch::Workers)> {
+async fn load(config: &ServeArgs) -> Result<(Service, Vec<crate::batch::Workers>)> {
     let options = LoadOptions {
         ort_lib: config.runtime.ort_lib.clone(),
         intra_threads: config.runtime.intra_threads,
@@ -152,19 +152,51 @@ async fn load(config: &ServeArgs) -> Result<(Service, crate::batch::Workers)> {
         "--max-batch-tokens {} is below the bundle's max_tokens {max_tokens}: a long text would not fit any batch",
         config.max_batch_tokens
     );
-    let namespace = Namespace {
-        fingerprint: model.fingerprint().to_string(),
-        encoder: model.encoder.kind().to_string(),
+    // The minilm tier, and the static tier when the bundle has one, each with its own
+    // batcher and caches (codes of two tiers never answer for each other).
+    let mut tiers = Vec::new();
+    let mut workers = vec![opened.workers];
+    let static_batch = BatchConfig {
+        max_batch_tokens: usize::MAX,
+        max_batch_docs: 256,
+        max_wait: config.max_wait(),
+        max_queue_docs: config.max_queue_docs,
+        workers: 1,
     };
+    let other = opened.labeler.tier("static", static_batch);
+    for labeler in std::iter::once(opened.labeler).chain(other.map(|(l, w)| {
+        workers.push(w);
+        l
+    })) {
+        let namespace = Namespace {
+            fingerprint: model.fingerprint().to_string(),
+            encoder: labeler.encoder_kind().to_string(),
+        };
+        tiers.push(Tier {
+            texts: TextCache::new(
+                namespace.clone(),
+                config.cache_texts,
+                config.cache_ttl(),
+                config.cache_idle(),
+            ),
+            ids: id_store(config, namespace)?,
+            labeler,
+        });
+    }
+    let default_tier = tiers
+        .iter()
+        .position(|t| t.labeler.encoder_kind() == config.encoder)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "--encoder {}: the bundle {} has no {} tier (fit one with `hermes fit --static`)",
+                config.encoder,
+                config.bundle.display(),
+                config.encoder
+            )
+        })?;
     let service = Service {
-        labeler: opened.labeler,
-        texts: TextCache::new(
-            namespace.clone(),
-            config.cache_texts,
-            config.cache_ttl(),
-            config.cache_idle(),
-        ),
-        ids: id_store(config, namespace)?,
+        tiers,
+        default_tier,
         limits: Limits {
             max_docs: config.max_docs_per_request,
             max_text_chars: config.max_text_chars,
@@ -178,7 +210,7 @@ async fn load(config: &ServeArgs) -> Result<(Service, crate::batch::Workers)> {
         fingerprint = model.fingerprint(),
         "bundle verified; ready"
     );
-    Ok((service, opened.workers))
+    Ok((service, workers))
 }
 
 /// The moka id cache, in front of Redis when `--store` is given.

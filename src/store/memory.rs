@@ -65,7 +65,7 @@ impl IdStore for MemoryStore {
         Box::pin(async move {
             // moka counts lazily: run pending maintenance first.
             self.entries.run_pending_tasks().await;
-            metrics::gauge!("hermes_cache_entries", "cache" => "id")
+            metrics::gauge!("hermes_cache_entries", "cache" => "id", "encoder" => self.namespace.encoder.clone())
                 .set(self.entries.entry_count() as f64);
         })
     }

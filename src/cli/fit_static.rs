@@ -1,0 +1,171 @@
+//! `hermes fit --static`: the static tier's token table, fitted on the same sample as the
+//! codebooks (see `fit::static_fit` for the method), judged on a held-out tenth of it by a
+//! table fitted without that tenth, then fitted again on the whole sample and added to the
+//! bundle.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+use rayon::prelude::*;
+use serde_json::json;
+
+use super::args::FitArgs;
+use crate::bundle::add_static_tier;
+use crate::bundle::manifest::StaticEntry;
+use crate::encoder::static_table::table_bytes;
+use crate::encoder::{Embedder, StaticEncoder, TokenizedText, Tokenizer};
+use crate::fit::static_fit::{BagOfTokens, correction, ridge, vocabulary_pass};
+use crate::quantize::CodeSpace;
+
+/// Fewer documents than this cannot pin down a table of ~30k rows.
+pub const MIN_DOCS: usize = 1000;
+pub const FILE: &str = "static.safetensors";
+/// Ridge strength of the linear correction towards the identity (in units of documents).
+const CORRECTION_MU: f64 = 1.0;
+
+/// Whether document `i` is held out (about one in ten, fixed by the seed).
+fn held_out(seed: u64, i: usize) -> bool {
+    // splitmix64 of seed ⊕ index.
+    let mut z = seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)).is_multiple_of(10)
+}
+
+/// Fits the table on `texts` with the teacher's embeddings `e` (`[n, dim]`), measures it on
+/// the held-out documents in `space`, and writes it into the bundle at `out`.
+pub fn fit_static(
+    args: &FitArgs,
+    out: &Path,
+    teacher: &Arc<dyn Embedder>,
+    texts: &[&str],
+    e: &[f32],
+    space: &CodeSpace,
+) -> Result<StaticEntry> {
+    let n = texts.len();
+    if n < MIN_DOCS {
+        bail!(
+            "--static needs at least {MIN_DOCS} documents to fit a token table; {} has {n}",
+            args.input.display()
+        );
+    }
+    let dim = teacher.dim();
+    let tokenizer = Tokenizer::from_file(&out.join("tokenizer.json"), args.static_max_tokens)?;
+    let vocab = tokenizer.vocab_size();
+    let special = |t: &str| {
+        tokenizer
+            .token_id(t)
+            .ok_or_else(|| anyhow::anyhow!("tokenizer.json has no {t} token"))
+    };
+    let (cls, sep) = (special("[CLS]")?, special("[SEP]")?);
+    let (fit_idx, test_idx): (Vec<usize>, Vec<usize>) =
+        (0..n).partition(|&i| !held_out(args.seed, i));
+    let bar = super::progress_bar(vocab as u64, "vocabulary pass");
+    let t0 = vocabulary_pass(teacher.as_ref(), vocab, cls, sep, |k| {
+        bar.set_position(k as u64)
+    })?;
+    bar.finish();
+    let started = std::time::Instant::now();
+    let fit_on = |idx: &[usize]| -> Result<Vec<f32>> {
+        let tokens: Vec<TokenizedText> = idx
+            .par_iter()
+            .map(|&i| tokenizer.encode(texts[i], false))
+            .collect::<Result<_, _>>()?;
+        let a = BagOfTokens::new(&tokens, vocab);
+        let e_fit: Vec<f32> = idx
+            .iter()
+            .flat_map(|&i| e[i * dim..(i + 1) * dim].iter().copied())
+            .collect();
+        let bar = super::progress_bar(args.static_iterations as u64, "conjugate gradients");
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "conjugate gradients {bar:40} {pos}/{len} iterations  ETA {eta}",
+            )
+            .expect("static template"),
+        );
+        let table = ridge(
+            &a,
+            &e_fit,
+            &t0,
+            dim,
+            args.static_lambda,
+            args.static_iterations,
+            |k| bar.set_position(k as u64),
+        );
+        bar.finish();
+        // The linear correction from the student's normalised embeddings to the teacher's.
+        let student = StaticEncoder::new(tokenizer.clone(), table.clone(), dim);
+        let refs: Vec<&TokenizedText> = tokens.iter().collect();
+        let s = student.embed_tokens(&refs)?;
+        let m = correction(&s, &e_fit, dim, CORRECTION_MU);
+        let mt: Vec<f32> = (0..dim * dim)
+            .map(|k| m[(k % dim) * dim + k / dim])
+            .collect();
+        Ok(crate::linalg::matmul_nt(&table, vocab, dim, &mt, dim))
+    };
+    // Measured on a table that never saw the held-out documents...
+    let table = fit_on(&fit_idx)?;
+    // Held-out agreement with the teacher, through the bundle's own code space.
+    let student = StaticEncoder::new(tokenizer.clone(), table, dim);
+    let held: Vec<&str> = test_idx.iter().map(|&i| texts[i]).collect();
+    let s = student.embed(&held)?.vectors;
+    let t: Vec<f32> = test_idx
+        .iter()
+        .flat_map(|&i| e[i * dim..(i + 1) * dim].iter().copied())
+        .collect();
+    let cosine = s
+        .chunks_exact(dim)
+        .zip(t.chunks_exact(dim))
+        .map(|(a, b)| {
+            let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+            let na = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+            let nb = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+            f64::from(dot / (na * nb).max(1e-12))
+        })
+        .sum::<f64>()
+        / test_idx.len().max(1) as f64;
+    let (cs, ct) = (space.codes(&s)?, space.codes(&t)?);
+    let agree = |depth: usize| {
+        cs.iter()
+            .zip(&ct)
+            .filter(|(a, b)| a.0[..depth] == b.0[..depth])
+            .count() as f64
+            / cs.len().max(1) as f64
+    };
+    let (l1, l12) = (agree(1), agree(2.min(space.levels().len())));
+    eprintln!(
+        "static tier: {} documents fitted, {} held out: mean cosine {cosine:.3}, L1 agreement {l1:.3}, L12 agreement {l12:.3}",
+        fit_idx.len(),
+        test_idx.len()
+    );
+    // ...then the table shipped is fitted on every document of the sample.
+    let all: Vec<usize> = (0..n).collect();
+    let table = fit_on(&all)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let bytes = table_bytes(&table, vocab, dim);
+    let entry = StaticEntry {
+        file: FILE.into(),
+        sha256: String::new(),
+        vocab,
+        dim,
+        max_tokens: args.static_max_tokens,
+        fit: json!({
+            "method": "ridge onto the teacher's embeddings from the vocabulary pass T0 = minilm([CLS] t [SEP]) by conjugate gradients, then a linear correction of the normalised student embeddings folded into the table",
+            "lambda": (f64::from(args.static_lambda) * 1e9).round() / 1e9,
+            "iterations": args.static_iterations,
+            "correction_mu": CORRECTION_MU,
+            "n_docs": n,
+            "seed": args.seed,
+            "seconds": (seconds * 10.0).round() / 10.0,
+            "held_out": {
+                "docs": test_idx.len(),
+                "fitted_without_them": fit_idx.len(),
+                "mean_cosine": cosine,
+                "agreement_l1": l1,
+                "agreement_l12": l12,
+            },
+        }),
+    };
+    Ok(add_static_tier(out, &bytes, entry)?)
+}
