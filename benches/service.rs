@@ -507,16 +507,8 @@ async fn main() {
         }
     }
     eprintln!("bench: 16 clients x 16 docs, static tier ({phase_s}s)");
-    let service_static = closed_loop(
-        &server.base,
-        texts.clone(),
-        16,
-        16,
-        phase_s,
-        ceil,
-        "static",
-    )
-    .await;
+    let service_static =
+        closed_loop(&server.base, texts.clone(), 16, 16, phase_s, ceil, "static").await;
     let peak_rss_load = rss_kib(pid, "VmHWM:");
 
     eprintln!("bench: cached GET at 2000/s ({get_s}s)");
