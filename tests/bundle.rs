@@ -139,6 +139,7 @@ fn load_err(dir: &Path) -> String {
         max_wait: std::time::Duration::from_millis(1),
         max_queue_docs: 64,
         workers: 1,
+        min_window_docs: 0,
     };
     match rt.block_on(hermes::labeling::open(dir, &LoadOptions::default(), batch)) {
         Ok(_) => panic!("a broken bundle loaded"),

@@ -36,6 +36,11 @@ pub struct BatchConfig {
     pub max_queue_docs: usize,
     /// Worker threads, one per encoder session.
     pub workers: usize,
+    /// Documents a worker takes from the queue at once, at least, to sort by length before
+    /// cutting batches (it takes at least 4 batches' worth anyway). Larger windows mean less
+    /// padding: offline labeling, where no one waits on a single document, uses its whole
+    /// chunk; the server keeps the default so a lone request is not held up.
+    pub min_window_docs: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -279,10 +284,8 @@ fn next_window(shared: &Shared) -> Option<Vec<Job>> {
         }
     }
     // A window of a few batches lets length-sorting group similar documents.
-    let take = q
-        .jobs
-        .len()
-        .min(shared.max_batch_docs.load(Ordering::Relaxed) * 4);
+    let window_docs = (shared.max_batch_docs.load(Ordering::Relaxed) * 4).max(cfg.min_window_docs);
+    let take = q.jobs.len().min(window_docs);
     let mut window: Vec<Job> = q.jobs.drain(..take).collect();
     metrics::gauge!("hermes_queue_docs").set(q.jobs.len() as f64);
     drop(q);

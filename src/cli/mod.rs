@@ -53,6 +53,7 @@ pub(crate) fn offline_batching(sessions: usize, chunk: usize, in_flight: usize) 
         max_wait: std::time::Duration::from_millis(2),
         max_queue_docs: chunk * in_flight,
         workers: sessions.max(1),
+        min_window_docs: chunk,
     }
 }
 

@@ -140,6 +140,7 @@ async fn load(config: &ServeArgs) -> Result<(Service, Vec<crate::batch::Workers>
         max_wait: config.max_wait(),
         max_queue_docs: config.max_queue_docs,
         workers: config.encoder_sessions.max(1),
+        min_window_docs: 0,
     };
     let opened = open(&config.bundle, &options, batch).await?;
     let model = opened.labeler.model().clone();
@@ -162,6 +163,7 @@ async fn load(config: &ServeArgs) -> Result<(Service, Vec<crate::batch::Workers>
         max_wait: config.max_wait(),
         max_queue_docs: config.max_queue_docs,
         workers: 1,
+        min_window_docs: 0,
     };
     let other = opened.labeler.tier("static", static_batch);
     for labeler in std::iter::once(opened.labeler).chain(other.map(|(l, w)| {
