@@ -41,26 +41,15 @@ pub enum BundleError {
     Task(String),
 }
 
-/// Verifies and loads the static tier: checksum, vocabulary and width against the
-/// tokenizer and the teacher, tensor shape against the manifest.
+/// Verifies and loads the static tier (its checksum is checked with the bundle's other
+/// files): vocabulary and width against the tokenizer and the teacher, tensor shape against
+/// the manifest.
 fn load_static(
     dir: &Path,
     m: &Manifest,
     entry: &manifest::StaticEntry,
 ) -> Result<Arc<dyn Embedder>, BundleError> {
     let path = dir.join(&entry.file);
-    let got = sha256_file(&path)
-        .map_err(|e| invalid(dir, &entry.file, format!("cannot read (static.file): {e}")))?;
-    if got != entry.sha256 {
-        return Err(invalid(
-            dir,
-            &entry.file,
-            format!(
-                "sha256 {got} differs from manifest static.sha256 {}",
-                entry.sha256
-            ),
-        ));
-    }
     if entry.dim != m.encoder.dim {
         return Err(invalid(
             dir,
@@ -175,7 +164,17 @@ impl Model {
             ),
             ("tokenizer", manifest.tokenizer.clone()),
             ("codebooks", manifest.codebooks.clone()),
-        ] {
+        ]
+        .into_iter()
+        .chain(manifest.static_encoder.as_ref().map(|s| {
+            (
+                "static",
+                FileEntry {
+                    file: s.file.clone(),
+                    sha256: s.sha256.clone(),
+                },
+            )
+        })) {
             let path = dir.join(&entry.file);
             let got = sha256_file(&path).map_err(|e| {
                 let hint = if field == "encoder" {
