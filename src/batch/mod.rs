@@ -10,7 +10,8 @@
 //! waits at most `max_wait` after the oldest queued document for a batch to fill, then takes a
 //! window of queued documents, sorts it by length and cuts it into batches bounded by
 //! `max_batch_docs` and `max_batch_tokens` (padded tokens), so that similar lengths share a
-//! batch and padding stays low. An embedding never depends on its batch neighbours (the
+//! batch; a batch carries at most as much padding as batching gains on this CPU (both the
+//! batch size and that gain are measured at start-up, see [`crate::encoder::batch_shape`]). An embedding never depends on its batch neighbours (the
 //! encoder's padding invariance is tested), so neither does a code.
 
 use std::collections::VecDeque;
@@ -22,6 +23,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use crate::encoder::{Embedder, EncoderError, TokenizedText};
+
+/// The padding allowance before anything is measured: a quarter of the real tokens.
+pub const DEFAULT_PADDING_PERMILLE: usize = 250;
 
 /// How batches are formed and how much may wait.
 #[derive(Debug, Clone)]
@@ -82,9 +86,14 @@ struct Shared {
     wake: Condvar,
     /// Documents reserved: being tokenized or waiting in `queue`.
     reserved: AtomicUsize,
-    /// Documents per batch at most: `config.max_batch_docs` until [`Batcher::set_max_batch_docs`]
+    /// Documents per batch at most: `config.max_batch_docs` until [`Batcher::set_batch_shape`]
     /// (a measured value) replaces it.
     max_batch_docs: AtomicUsize,
+    /// Padding a batch may carry, in thousandths of its real tokens: what batching gains on
+    /// this CPU (measured by [`Batcher::set_batch_shape`]; [`DEFAULT_PADDING_PERMILLE`] until
+    /// then). Padding costs encoder time in proportion, so a batch that pads more than
+    /// batching saves is slower than running its documents apart.
+    padding_permille: AtomicUsize,
 }
 
 /// Handle to the batching queue; clone freely.
@@ -126,6 +135,7 @@ impl Batcher {
         let max_batch_docs = AtomicUsize::new(config.max_batch_docs.max(1));
         let shared = Arc::new(Shared {
             max_batch_docs,
+            padding_permille: AtomicUsize::new(DEFAULT_PADDING_PERMILLE),
             encoder,
             config,
             queue: Mutex::new(Queue {
@@ -157,6 +167,16 @@ impl Batcher {
         self.shared
             .max_batch_docs
             .store(n.max(1), Ordering::Relaxed);
+    }
+
+    /// Caps documents per batch and sets the padding a batch may carry (a fraction of its
+    /// real tokens), both measured on this CPU: see [`crate::encoder::batch_shape`].
+    pub fn set_batch_shape(&self, max_docs: usize, padding: f64) {
+        self.set_max_batch_docs(max_docs);
+        let permille = (padding.clamp(0.0, 1.0) * 1000.0).round() as usize;
+        self.shared
+            .padding_permille
+            .store(permille, Ordering::Relaxed);
     }
 
     /// The encoder behind this queue.
@@ -304,27 +324,49 @@ fn worker(shared: &Shared) {
     let cfg = &shared.config;
     while let Some(mut window) = next_window(shared) {
         window.sort_by_key(|j| j.tokens.ids.len());
-        let max_docs = shared.max_batch_docs.load(Ordering::Relaxed);
-        let mut rest = window.into_iter().peekable();
-        while let Some(first) = rest.next() {
-            // Grow the batch while documents × longest stays within the token budget and the
-            // lengths stay close: on CPU a batch is no cheaper per document than one alone, so
-            // padding a short text to a long neighbour is pure waste.
-            let shortest = first.tokens.ids.len();
-            let mut batch = vec![first];
-            while let Some(next) = rest.peek() {
-                let len = next.tokens.ids.len();
-                let fits = batch.len() < max_docs
-                    && (batch.len() + 1) * len <= cfg.max_batch_tokens
-                    && len <= shortest + shortest / 4 + 8;
-                if !fits {
-                    break;
-                }
-                batch.extend(rest.next());
-            }
-            run_batch(shared, batch);
+        let lengths: Vec<usize> = window.iter().map(|j| j.tokens.ids.len()).collect();
+        let sizes = cut(
+            &lengths,
+            shared.max_batch_docs.load(Ordering::Relaxed),
+            cfg.max_batch_tokens,
+            shared.padding_permille.load(Ordering::Relaxed),
+        );
+        let mut rest = window.into_iter();
+        for size in sizes {
+            run_batch(shared, rest.by_ref().take(size).collect());
         }
     }
+}
+
+/// Cuts a window of ascending token `lengths` into consecutive batch sizes. A batch grows
+/// (the newcomer is its longest) while it has fewer than `max_docs` documents, documents ×
+/// longest stays within `max_tokens`, and its padding stays within `padding_permille`
+/// thousandths of its real tokens: what batching gains on this CPU.
+fn cut(
+    lengths: &[usize],
+    max_docs: usize,
+    max_tokens: usize,
+    padding_permille: usize,
+) -> Vec<usize> {
+    let mut sizes = Vec::new();
+    let mut i = 0;
+    while i < lengths.len() {
+        let (mut n, mut real) = (1, lengths[i]);
+        while let Some(&len) = lengths.get(i + n) {
+            let padded = (n + 1) * len;
+            let fits = n < max_docs
+                && padded <= max_tokens
+                && padded * 1000 <= (real + len) * (1000 + padding_permille);
+            if !fits {
+                break;
+            }
+            real += len;
+            n += 1;
+        }
+        sizes.push(n);
+        i += n;
+    }
+    sizes
 }
 
 fn run_batch(shared: &Shared, jobs: Vec<Job>) {
@@ -351,5 +393,22 @@ fn run_batch(shared: &Shared, jobs: Vec<Job>) {
                 let _ = job.reply.send(Err(e.clone()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cut;
+
+    #[test]
+    fn batches_pad_no_more_than_batching_gains() {
+        // 13.5% allowed: four close lengths share a batch, a long one goes alone.
+        assert_eq!(cut(&[100, 101, 102, 103, 150], 4, 10_000, 135), vec![4, 1]);
+        // No allowance (a CPU where batches do not pay): only equal lengths share.
+        assert_eq!(cut(&[100, 100, 101, 101], 32, 10_000, 0), vec![2, 2]);
+        // The document cap and the padded-token budget both cut.
+        assert_eq!(cut(&[10; 10], 4, 10_000, 250), vec![4, 4, 2]);
+        assert_eq!(cut(&[100; 5], 32, 250, 250), vec![2, 2, 1]);
+        assert!(cut(&[], 4, 100, 0).is_empty());
     }
 }

@@ -112,3 +112,37 @@ pub fn fastest_batch(
         .map_or(1, |r| r.0);
     Ok((best, rates))
 }
+
+/// The batch shape the measured `rates` (docs/s by batch size, from [`fastest_batch`]) call
+/// for: the fastest size, and the padding a batch may carry, as a fraction of its real tokens.
+/// Padding costs encoder time in proportion to the tokens it adds, and batching saves
+/// `best / single − 1` of it, so a batch padded by more than that is slower than running its
+/// documents one by one. On a CPU where batches do not pay (best size 1) the allowance is 0.
+pub fn batch_shape(rates: &[(usize, f64)]) -> (usize, f64) {
+    let best = rates
+        .iter()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .copied()
+        .unwrap_or((1, 1.0));
+    let single = rates.iter().find(|r| r.0 == 1).map_or(best.1, |r| r.1);
+    let gain = if single > 0.0 {
+        best.1 / single - 1.0
+    } else {
+        0.0
+    };
+    (best.0, gain.max(0.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::batch_shape;
+
+    #[test]
+    fn batches_may_pad_by_what_batching_gains() {
+        let (best, padding) = batch_shape(&[(1, 50.0), (4, 60.0), (16, 40.0)]);
+        assert_eq!(best, 4);
+        assert!((padding - 0.2).abs() < 1e-9);
+        // Where one text alone is fastest, no padding is worth it.
+        assert_eq!(batch_shape(&[(1, 60.0), (4, 50.0)]), (1, 0.0));
+    }
+}

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::batch::{BatchConfig, BatchError, Batcher, DocEmbedding, Workers};
 use crate::bundle::{BundleError, LoadOptions, MANIFEST, Model, invalid};
-use crate::encoder::{EncoderError, fastest_batch};
+use crate::encoder::{EncoderError, batch_shape, fastest_batch};
 use crate::quantize::{Code, QuantizeError};
 
 /// One text's full code.
@@ -110,13 +110,16 @@ impl Labeler {
     }
 
     /// Measures which batch size (at most `max`) the encoder runs fastest on this machine,
-    /// on `texts`, and caps the batcher's batches at it. Returns the docs/s of each size.
+    /// on `texts`, caps the batcher's batches at it and lets a batch pad by what batching
+    /// gains ([`batch_shape`]). Returns the docs/s of each size.
     pub fn calibrate(&self, texts: &[&str], max: usize) -> Result<Vec<(usize, f64)>, EncoderError> {
-        let (best, rates) = fastest_batch(self.batcher.encoder().as_ref(), texts, max)?;
-        self.batcher.set_max_batch_docs(best);
+        let (_, rates) = fastest_batch(self.batcher.encoder().as_ref(), texts, max)?;
+        let (best, padding) = batch_shape(&rates);
+        self.batcher.set_batch_shape(best, padding);
         let table: Vec<String> = rates.iter().map(|(b, r)| format!("{b}: {r:.1}")).collect();
         tracing::info!(
             best,
+            padding = format!("{padding:.3}"),
             docs_per_s_by_batch = %table.join(", "),
             "batch size measured fastest on this CPU"
         );
