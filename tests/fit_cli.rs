@@ -75,6 +75,19 @@ fn bad_corpora_get_clear_errors() {
         assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
         assert!(!out.exists(), "{name}: a bundle was written");
     }
+    // A missing input is named once, with its cause once.
+    let missing = tmp.path().join("missing.jsonl");
+    let o = hermes(&[
+        "fit",
+        "--input",
+        missing.to_str().unwrap(),
+        "--out",
+        tmp.path().join("m").to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert!(!o.status.success());
+    assert_eq!(err.matches("missing.jsonl").count(), 1, "{err}");
+    assert_eq!(err.matches("No such file").count(), 1, "{err}");
 }
 
 #[test]

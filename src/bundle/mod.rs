@@ -112,7 +112,7 @@ pub fn fingerprint(
 }
 
 /// Options for loading that are not part of the bundle itself.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct LoadOptions {
     /// `--ort-lib`; `None` searches the set-up cache, then the system.
     pub ort_lib: Option<PathBuf>,
@@ -120,6 +120,19 @@ pub struct LoadOptions {
     pub intra_threads: usize,
     /// Encoder sessions: batches that may run at once.
     pub sessions: usize,
+    /// `--ort-spinning`: ONNX Runtime's threads spin between parallel sections.
+    pub spinning: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            ort_lib: None,
+            intra_threads: 0,
+            sessions: 1,
+            spinning: true,
+        }
+    }
 }
 
 /// A verified bundle (probes aside: see the module doc).
@@ -223,6 +236,8 @@ impl Model {
             intra_threads: options.intra_threads,
             sessions: options.sessions.max(1),
             ort_lib: options.ort_lib.clone(),
+            arena: false,
+            spinning: options.spinning,
         })?;
         if encoder.dim() != manifest.encoder.dim {
             return Err(invalid(

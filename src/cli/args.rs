@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::bundle::LoadOptions;
 use crate::labeling::limits::defaults;
 
 /// Default bundle, relative to the working directory (the repository root for `make serve`).
@@ -108,6 +109,24 @@ pub struct RuntimeArgs {
     /// ONNX Runtime intra-op threads per session (0: ONNX Runtime decides, one per core).
     #[arg(long, env = "HERMES_INTRA_THREADS", default_value_t = 0)]
     pub intra_threads: usize,
+    /// Whether ONNX Runtime's intra-op threads spin while waiting for work. Default: off for
+    /// `serve`, whose HTTP and tokenizer threads need the cores a spinning thread holds; on
+    /// for `label`, `fit` and `eval`, which have nothing else to run.
+    #[arg(long, env = "HERMES_ORT_SPINNING")]
+    pub ort_spinning: Option<bool>,
+}
+
+impl RuntimeArgs {
+    /// The load options these flags ask for, with `sessions` encoder sessions and the
+    /// command's own spinning default.
+    pub fn load_options(&self, sessions: usize, spinning_by_default: bool) -> LoadOptions {
+        LoadOptions {
+            ort_lib: self.ort_lib.clone(),
+            intra_threads: self.intra_threads,
+            sessions: sessions.max(1),
+            spinning: self.ort_spinning.unwrap_or(spinning_by_default),
+        }
+    }
 }
 
 #[derive(Debug, Args)]

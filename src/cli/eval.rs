@@ -3,17 +3,12 @@
 use anyhow::{Result, bail};
 
 use super::args::EvalArgs;
-use crate::bundle::LoadOptions;
 use crate::corpus::{read_jsonl, read_npy};
 use crate::eval::report::{EvalInput, evaluate};
 use crate::labeling::open;
 
 pub fn run(args: EvalArgs) -> Result<()> {
-    let options = LoadOptions {
-        ort_lib: args.runtime.ort_lib.clone(),
-        intra_threads: args.runtime.intra_threads,
-        sessions: 1,
-    };
+    let options = args.runtime.load_options(1, true);
     let opened = super::block_on(open(
         &args.bundle,
         &options,

@@ -69,11 +69,7 @@ pub fn run(args: FitArgs) -> Result<()> {
     if let Some(path) = &args.save_embeddings {
         write_npy(path, &e, dim)?;
     }
-    let options = LoadOptions {
-        ort_lib: args.runtime.ort_lib.clone(),
-        intra_threads: args.runtime.intra_threads,
-        sessions: 1,
-    };
+    let options = args.runtime.load_options(1, true);
     if args.static_only {
         let model = Model::load(&args.out, &options)
             .context("--static-only needs an existing bundle at --out")?;

@@ -16,7 +16,6 @@ use anyhow::{Result, bail};
 use futures::StreamExt;
 
 use super::args::LabelArgs;
-use crate::bundle::LoadOptions;
 use crate::corpus::codes::{CodeRow, CodesWriter, Done, paths};
 use crate::corpus::inputs::{InputFile, expand, resolve_shard, shard};
 use crate::corpus::reader::{Fields, ReadError, Reader, Record};
@@ -49,11 +48,7 @@ pub fn run(args: LabelArgs) -> Result<()> {
         mine.len()
     );
     let chunk = args.chunk_docs.max(1);
-    let options = LoadOptions {
-        ort_lib: args.runtime.ort_lib.clone(),
-        intra_threads: args.runtime.intra_threads,
-        sessions: args.encoder_sessions.max(1),
-    };
+    let options = args.runtime.load_options(args.encoder_sessions, true);
     let batching = super::offline_batching(args.encoder_sessions, chunk, IN_FLIGHT);
     let started = Instant::now();
     let progress = Arc::new(Progress::default());

@@ -29,6 +29,13 @@ pub struct EncoderConfig {
     pub sessions: usize,
     /// Explicit ONNX Runtime library (`--ort-lib`); `None` searches the set-up cache, then the system.
     pub ort_lib: Option<PathBuf>,
+    /// ONNX Runtime's CPU arena and memory pattern. Off for hermes (see [`MiniLm::load`]);
+    /// `make bench` turns them on to check that the ceiling it reports is not beaten by them.
+    pub arena: bool,
+    /// ONNX Runtime's intra-op threads spin between parallel sections: faster when nothing
+    /// else needs the cores (batch jobs), slower when something does (the server's HTTP and
+    /// tokenizer threads). See `--ort-spinning`.
+    pub spinning: bool,
 }
 
 impl EncoderConfig {
@@ -41,6 +48,8 @@ impl EncoderConfig {
             intra_threads: 0,
             sessions: 1,
             ort_lib: None,
+            arena: false,
+            spinning: true,
         }
     }
 }
@@ -74,12 +83,15 @@ impl MiniLm {
             // No CPU arena and no memory pattern: with dynamic batch and sequence shapes the
             // arena fragments and a long-running server's RSS creeps up; plain allocations
             // return memory (measured in the bench's overload soak, see README).
-            let cpu = ort::ep::CPU::default().with_arena_allocator(false).build();
+            let cpu = ort::ep::CPU::default()
+                .with_arena_allocator(config.arena)
+                .build();
             let opt = |r: Result<_, ort::Error<_>>| r.map_err(|e| load_err(e.into()));
             let builder = Session::builder(&env).map_err(load_err)?;
             let builder = opt(builder.with_optimization_level(GraphOptimizationLevel::Level3))?;
             let builder = opt(builder.with_intra_threads(config.intra_threads))?;
-            let builder = opt(builder.with_memory_pattern(false))?;
+            let builder = opt(builder.with_memory_pattern(config.arena))?;
+            let builder = opt(builder.with_intra_op_spinning(config.spinning))?;
             let mut builder = opt(builder.with_execution_providers([cpu]))?;
             sessions.push(builder.commit_from_memory(&bytes).map_err(load_err)?);
         }
