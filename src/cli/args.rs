@@ -261,8 +261,9 @@ pub struct ServeArgs {
     pub port: u16,
     #[command(flatten)]
     pub runtime: RuntimeArgs,
-    /// Encoder sessions, each served by one batching worker (batches that run at once).
-    #[arg(long, env = "HERMES_ENCODER_SESSIONS", default_value_t = 1)]
+    /// Encoder sessions, each served by one batching worker (batches that run at once); 0:
+    /// one per core, each with one ONNX Runtime thread unless --intra-threads says otherwise.
+    #[arg(long, env = "HERMES_ENCODER_SESSIONS", default_value_t = 0)]
     pub encoder_sessions: usize,
     /// The encoder tier answers use when a request names none; the bundle's other tier (if
     /// any) is served too, on request.

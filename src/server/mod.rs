@@ -124,9 +124,21 @@ fn check_config(config: &ServeArgs) -> Result<()> {
 
 /// Loads and verifies the bundle and builds the service around it.
 async fn load(config: &ServeArgs) -> Result<(Service, Vec<crate::batch::Workers>)> {
-    // Spinning off by default: a spinning ONNX Runtime thread holds a core the HTTP and
-    // tokenizer threads need (paired rounds at 16 clients: 0.90 -> 0.99 of the ceiling).
-    let options = config.runtime.load_options(config.encoder_sessions, false);
+    // By default one single-threaded session per core, not spinning: parallel batches rather
+    // than parallel operators. With one two-thread session, any other thread that runs (HTTP,
+    // JSON, tokenizer, the load generator) stalls both ONNX Runtime threads at their next
+    // barrier; a single-threaded session only loses the time taken. Paired rounds at 16
+    // clients on the AVX-512 machine: 60-66 docs/s with one two-thread session, 71-75 with
+    // one session per core (README, "Performance").
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let sessions = match config.encoder_sessions {
+        0 => cores,
+        n => n,
+    };
+    let mut options = config.runtime.load_options(sessions, false);
+    if options.intra_threads == 0 && sessions > 1 {
+        options.intra_threads = (cores / sessions).max(1);
+    }
     let batch = BatchConfig {
         max_batch_tokens: config.max_batch_tokens,
         max_batch_docs: if config.max_batch_docs == 0 {
@@ -136,7 +148,7 @@ async fn load(config: &ServeArgs) -> Result<(Service, Vec<crate::batch::Workers>
         },
         max_wait: config.max_wait(),
         max_queue_docs: config.max_queue_docs,
-        workers: config.encoder_sessions.max(1),
+        workers: sessions,
         // When many documents wait, sort a few requests' worth together: batches of similar
         // lengths pad less. A lone request is not held up by this (a window takes what is
         // queued), and the oldest document waits at most one window's encoding.
@@ -243,7 +255,7 @@ const SERVE_WINDOW_DOCS: usize = 64;
 
 /// Caps batches at the size measured fastest here, timed on the bundle's probe texts
 /// repeated to [`CALIBRATION_MAX`] documents (real texts of the corpus the bundle was fitted
-/// on; about 4 x 32 encodings, a few seconds at most).
+/// on; 3 rounds of 4 x 32 encodings, a few seconds).
 async fn calibrate(labeler: &crate::labeling::Labeler) -> Result<()> {
     let probes: Vec<String> = labeler
         .model()
