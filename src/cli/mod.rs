@@ -29,7 +29,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Stats(args) => stats::run(args),
         Command::Serve(args) => crate::server::run(*args),
         Command::Openapi => {
-            print!("{}", crate::api::openapi_json());
+            print!("{}", crate::server::openapi_json());
             Ok(())
         }
     }

@@ -31,6 +31,12 @@ use crate::cli::args::ServeArgs;
 use crate::labeling::{Limits, Service, Tier, open};
 use crate::store::{IdStore, MemoryStore, Namespace, RedisStore, TieredStore};
 
+/// The OpenAPI document this server publishes at `/openapi.json` (`hermes openapi` prints it):
+/// the command line reaches the HTTP layer only through the server.
+pub fn openapi_json() -> &'static str {
+    crate::api::openapi_json()
+}
+
 /// The binary's entry: logging, a runtime, the listener, signals.
 pub fn run(args: ServeArgs) -> Result<()> {
     telemetry::init_logging(&args.log_format);
