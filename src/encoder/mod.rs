@@ -79,8 +79,7 @@ pub trait Embedder: Send + Sync {
 }
 
 /// Rounds of [`fastest_batch`]. With one round, three starts in a row on the same machine
-/// measured gains of 0.23, 0.10 and 0.14, and the service's mean batch at 16 clients went
-/// from 2.7 documents in one run to 1.3 in the next.
+/// measured gains of 0.23, 0.10 and 0.14: the batch shape was left to chance.
 pub const CALIBRATION_ROUNDS: usize = 3;
 
 /// Measures which batch size (at most `max`) embeds `texts` fastest on this machine: each
