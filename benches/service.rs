@@ -249,18 +249,21 @@ fn label_wall(bin: &Path, texts: &Texts, n: usize, encoder: &str) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
-/// Cumulative bucket counts `(le, count)` of the server's latency histogram for
-/// `GET /v1/codes/{id}` answered 200.
-/// `(sum, count)` of the server's `hermes_batch_docs` histogram (documents per encoder batch).
-async fn batch_docs(client: &reqwest::Client, base: &str) -> (f64, f64) {
-    let text = client
+/// The server's `/metrics` page.
+async fn metrics_text(client: &reqwest::Client, base: &str) -> String {
+    client
         .get(format!("{base}/metrics"))
         .send()
         .await
         .expect("metrics")
         .text()
         .await
-        .expect("metrics body");
+        .expect("metrics body")
+}
+
+/// `(sum, count)` of the server's `hermes_batch_docs` histogram (documents per encoder batch).
+async fn batch_docs(client: &reqwest::Client, base: &str) -> (f64, f64) {
+    let text = metrics_text(client, base).await;
     let value = |name: &str| {
         text.lines()
             .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
@@ -273,15 +276,10 @@ async fn batch_docs(client: &reqwest::Client, base: &str) -> (f64, f64) {
     )
 }
 
+/// Cumulative bucket counts `(le, count)` of the server's latency histogram for
+/// `GET /v1/codes/{id}` answered 200.
 async fn get_histogram(client: &reqwest::Client, base: &str) -> Vec<(f64, f64)> {
-    let text = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics body");
+    let text = metrics_text(client, base).await;
     let mut buckets: Vec<(f64, f64)> = text
         .lines()
         .filter(|l| {
