@@ -118,12 +118,19 @@ pub struct RuntimeArgs {
 
 impl RuntimeArgs {
     /// The load options these flags ask for, with `sessions` encoder sessions and the
-    /// command's own spinning default.
+    /// command's own spinning default. With several sessions and no `--intra-threads`, the
+    /// cores are split between them rather than each session taking all of them.
     pub fn load_options(&self, sessions: usize, spinning_by_default: bool) -> LoadOptions {
+        let sessions = sessions.max(1);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let intra_threads = match self.intra_threads {
+            0 if sessions > 1 => (cores / sessions).max(1),
+            n => n,
+        };
         LoadOptions {
             ort_lib: self.ort_lib.clone(),
-            intra_threads: self.intra_threads,
-            sessions: sessions.max(1),
+            intra_threads,
+            sessions,
             spinning: self.ort_spinning.unwrap_or(spinning_by_default),
         }
     }

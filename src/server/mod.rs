@@ -141,10 +141,7 @@ async fn load(config: &ServeArgs) -> Result<(Service, Vec<crate::batch::Workers>
         0 => cores,
         n => n,
     };
-    let mut options = config.runtime.load_options(sessions, false);
-    if options.intra_threads == 0 && sessions > 1 {
-        options.intra_threads = (cores / sessions).max(1);
-    }
+    let options = config.runtime.load_options(sessions, false);
     let batch = BatchConfig {
         max_batch_tokens: config.max_batch_tokens,
         max_batch_docs: if config.max_batch_docs == 0 {
