@@ -272,6 +272,19 @@ impl Model {
         }
     }
 
+    /// A short digest of a tier's weights where the fingerprint does not cover them (the
+    /// static table: see [`crate::store::Namespace::weights`]); `None` for minilm.
+    pub fn tier_weights(&self, name: &str) -> Option<String> {
+        match name {
+            "static" => self
+                .manifest
+                .static_encoder
+                .as_ref()
+                .map(|s| s.sha256.chars().take(16).collect()),
+            _ => None,
+        }
+    }
+
     pub fn name(&self) -> &str {
         &self.manifest.name
     }

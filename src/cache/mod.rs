@@ -63,7 +63,7 @@ impl TextCache {
         let mut h = Sha256::new();
         h.update(self.namespace.fingerprint.as_bytes());
         h.update([0]);
-        h.update(self.namespace.encoder.as_bytes());
+        h.update(self.namespace.scope().as_bytes());
         h.update([0]);
         h.update(text.as_bytes());
         h.finalize().into()

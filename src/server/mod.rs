@@ -188,6 +188,7 @@ async fn load(config: &ServeArgs) -> Result<(Service, Vec<crate::batch::Workers>
         let namespace = Namespace {
             fingerprint: model.fingerprint().to_string(),
             encoder: labeler.encoder_kind().to_string(),
+            weights: model.tier_weights(labeler.encoder_kind()),
         };
         tiers.push(Tier {
             texts: TextCache::new(

@@ -36,12 +36,26 @@ pub struct Namespace {
     pub fingerprint: String,
     /// The encoder tier (`minilm`, `static`).
     pub encoder: String,
+    /// A digest of the tier's weights where the fingerprint does not cover them: the static
+    /// table, which `hermes fit --static-only` refits without touching the codebooks or the
+    /// fingerprint. Without it, ids stored before such a refit would keep answering with the
+    /// old table's codes. `None` for minilm, whose encoder the fingerprint covers.
+    pub weights: Option<String>,
 }
 
 impl Namespace {
-    /// `hermes:{fingerprint}:{encoder}:{id}`.
+    /// `hermes:{fingerprint}:{encoder}:{id}`, or `hermes:{fingerprint}:{encoder}-{weights}:{id}`
+    /// for a tier with its own weights digest.
     pub fn key(&self, id: &str) -> String {
-        format!("hermes:{}:{}:{id}", self.fingerprint, self.encoder)
+        format!("hermes:{}:{}:{id}", self.fingerprint, self.scope())
+    }
+
+    /// The tier part of a key: the encoder, with its weights digest when it has one.
+    pub fn scope(&self) -> String {
+        match &self.weights {
+            Some(w) => format!("{}-{w}", self.encoder),
+            None => self.encoder.clone(),
+        }
     }
 }
 
@@ -71,4 +85,25 @@ pub trait IdStore: Send + Sync {
 
     /// Publishes entry counts and the like as metrics (called when metrics are scraped).
     fn report(&self) -> BoxFuture<'_, ()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Namespace;
+
+    #[test]
+    fn a_refitted_static_table_does_not_answer_for_the_old_one() {
+        let ns = |encoder: &str, weights: Option<&str>| Namespace {
+            fingerprint: "d4cf1c3f79371e30".into(),
+            encoder: encoder.into(),
+            weights: weights.map(str::to_string),
+        };
+        assert_eq!(
+            ns("minilm", None).key("a"),
+            "hermes:d4cf1c3f79371e30:minilm:a"
+        );
+        let old = ns("static", Some("0011223344556677")).key("a");
+        assert_eq!(old, "hermes:d4cf1c3f79371e30:static-0011223344556677:a");
+        assert_ne!(old, ns("static", Some("8899aabbccddeeff")).key("a"));
+    }
 }

@@ -8,7 +8,8 @@
 //! hang; the connection is made lazily, so hermes starts (and reports 503) while Redis is down
 //! and recovers by itself when it is back.
 //!
-//! Keys are `hermes:{fingerprint}:{encoder}:{id}` ([`Namespace::key`]); values are compact:
+//! Keys are `hermes:{fingerprint}:{encoder}:{id}` ([`Namespace::key`]; the static tier adds its
+//! table's digest to `{encoder}`); values are compact:
 //! one byte of flags (bit 0: truncated), one byte of depth, then each level index as u16 LE
 //! (8 bytes for a 3-level code).
 
