@@ -152,9 +152,9 @@ async fn load(config: &ServeArgs) -> Result<(Service, Vec<crate::batch::Workers>
         max_wait: config.max_wait(),
         max_queue_docs: config.max_queue_docs,
         workers: sessions,
-        // When many documents wait, sort a few requests' worth together: batches of similar
-        // lengths pad less. A lone request is not held up by this (a window takes what is
-        // queued), and the oldest document waits at most one window's encoding.
+        // When many documents wait, sort many together: batches of similar lengths pad less.
+        // Nothing waits longer for it: a worker runs only the window's batch holding the
+        // oldest document and leaves the rest queued.
         min_window_docs: SERVE_WINDOW_DOCS,
     };
     let opened = open(&config.bundle, &options, batch).await?;
@@ -254,8 +254,10 @@ fn id_store(config: &ServeArgs, namespace: Namespace) -> Result<Arc<dyn IdStore>
 /// Largest batch size tried when measuring (`--max-batch-docs 0`).
 const CALIBRATION_MAX: usize = 32;
 
-/// Documents a worker sorts together when that many are queued (see `BatchConfig`).
-const SERVE_WINDOW_DOCS: usize = 64;
+/// Documents a worker sorts together when that many are queued (see `BatchConfig`): the
+/// in-process ceiling sorts chunks of 256, and sorting them under the queue lock takes
+/// microseconds.
+const SERVE_WINDOW_DOCS: usize = 256;
 
 /// Caps batches at the size measured fastest here, timed on the bundle's probe texts
 /// repeated to [`CALIBRATION_MAX`] documents (real texts of the corpus the bundle was fitted
