@@ -193,6 +193,11 @@ impl Batcher {
         self.shared.reserved.load(Ordering::Relaxed)
     }
 
+    /// Worker threads: batches that run at once, one per encoder session.
+    pub fn workers(&self) -> usize {
+        self.shared.config.workers.max(1)
+    }
+
     pub fn capacity(&self) -> usize {
         self.shared.config.max_queue_docs
     }

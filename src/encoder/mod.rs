@@ -86,6 +86,9 @@ pub const CALIBRATION_ROUNDS: usize = 3;
 /// candidate size runs over the same texts, sorted by length as the batcher sorts them.
 /// Whether a batch is cheaper per document than one text alone depends on the CPU (the
 /// project's AVX2 and AVX-512 machines disagree), so it is measured rather than assumed.
+/// `parallel` callers run at once, one per encoder session, as the batcher's workers do:
+/// what a batch gains on a session alone need not survive its neighbours' share of the
+/// caches and memory bandwidth.
 /// The sizes take turns over [`CALIBRATION_ROUNDS`] rounds and each keeps its best round: a
 /// shared machine's speed drifts by more than the differences measured, and drift only ever
 /// slows a round down. Returns the best size and the docs/s of every candidate.
@@ -93,26 +96,37 @@ pub fn fastest_batch(
     encoder: &dyn Embedder,
     texts: &[&str],
     max: usize,
+    parallel: usize,
 ) -> Result<(usize, Vec<(usize, f64)>), EncoderError> {
     let mut tokens: Vec<TokenizedText> = texts
         .iter()
         .map(|t| encoder.tokenize(t))
         .collect::<Result<_, _>>()?;
     tokens.sort_by_key(|t| t.ids.len());
+    let parallel = parallel.max(1);
     let mut rates: Vec<(usize, f64)> = [1usize, 4, 16, 32, 64]
         .into_iter()
         .filter(|&s| s <= max.max(1))
         .map(|s| (s, 0.0))
         .collect();
+    let run_all = |size: usize| -> Result<(), EncoderError> {
+        for batch in tokens.chunks(size) {
+            let refs: Vec<&TokenizedText> = batch.iter().collect();
+            encoder.embed_tokens(&refs)?;
+        }
+        Ok(())
+    };
     for _ in 0..CALIBRATION_ROUNDS {
         for (size, rate) in &mut rates {
             let started = std::time::Instant::now();
-            for batch in tokens.chunks(*size) {
-                let refs: Vec<&TokenizedText> = batch.iter().collect();
-                encoder.embed_tokens(&refs)?;
-            }
+            std::thread::scope(|s| {
+                let callers: Vec<_> = (0..parallel).map(|_| s.spawn(|| run_all(*size))).collect();
+                callers
+                    .into_iter()
+                    .try_for_each(|c| c.join().expect("a calibration thread panicked"))
+            })?;
             let secs = started.elapsed().as_secs_f64().max(1e-9);
-            *rate = rate.max(tokens.len() as f64 / secs);
+            *rate = rate.max((parallel * tokens.len()) as f64 / secs);
         }
     }
     let best = rates

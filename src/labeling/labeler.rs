@@ -113,7 +113,8 @@ impl Labeler {
     /// on `texts`, caps the batcher's batches at it and lets a batch pad by what batching
     /// gains ([`batch_shape`]). Returns the docs/s of each size.
     pub fn calibrate(&self, texts: &[&str], max: usize) -> Result<Vec<(usize, f64)>, EncoderError> {
-        let (_, rates) = fastest_batch(self.batcher.encoder().as_ref(), texts, max)?;
+        let encoder = self.batcher.encoder().as_ref();
+        let (_, rates) = fastest_batch(encoder, texts, max, self.batcher.workers())?;
         let (best, padding) = batch_shape(&rates);
         self.batcher.set_batch_shape(best, padding);
         let table: Vec<String> = rates.iter().map(|(b, r)| format!("{b}: {r:.1}")).collect();
