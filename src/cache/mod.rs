@@ -63,7 +63,11 @@ impl TextCache {
         let mut h = Sha256::new();
         h.update(self.namespace.fingerprint.as_bytes());
         h.update([0]);
-        h.update(self.namespace.scope().as_bytes());
+        h.update(self.namespace.encoder.as_bytes());
+        if let Some(w) = &self.namespace.weights {
+            h.update(b"-");
+            h.update(w.as_bytes());
+        }
         h.update([0]);
         h.update(text.as_bytes());
         h.finalize().into()

@@ -47,14 +47,10 @@ impl Namespace {
     /// `hermes:{fingerprint}:{encoder}:{id}`, or `hermes:{fingerprint}:{encoder}-{weights}:{id}`
     /// for a tier with its own weights digest.
     pub fn key(&self, id: &str) -> String {
-        format!("hermes:{}:{}:{id}", self.fingerprint, self.scope())
-    }
-
-    /// The tier part of a key: the encoder, with its weights digest when it has one.
-    pub fn scope(&self) -> String {
+        // Written in one go: this runs for every id of every store call.
         match &self.weights {
-            Some(w) => format!("{}-{w}", self.encoder),
-            None => self.encoder.clone(),
+            Some(w) => format!("hermes:{}:{}-{w}:{id}", self.fingerprint, self.encoder),
+            None => format!("hermes:{}:{}:{id}", self.fingerprint, self.encoder),
         }
     }
 }
