@@ -46,8 +46,9 @@ pub struct BatchConfig {
     /// Worker threads, one per encoder session.
     pub workers: usize,
     /// Documents a worker sorts by length, at least, before cutting its next batch from them
-    /// (it sorts at least 4 batches' worth anyway). Larger windows mean less padding: offline labeling, where no one waits on a single document, uses its whole
-    /// chunk; the server keeps the default so a lone request is not held up.
+    /// (it sorts at least 4 batches' worth anyway). Larger windows mean less padding and hold
+    /// no one up, since a worker runs only the batch holding the oldest document: offline
+    /// labeling sorts its whole chunk, the server a few requests' worth.
     pub min_window_docs: usize,
 }
 
