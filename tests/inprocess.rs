@@ -5,8 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use clap::Parser;
-use hermes::cli::args::{Cli, Command, ServeArgs};
+use hermes::server::ServeConfig;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -19,22 +18,19 @@ struct InProcess {
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
-fn args(extra: &[&str]) -> ServeArgs {
-    let bundle = concat!(env!("CARGO_MANIFEST_DIR"), "/models/minilm-wiki");
-    let mut argv = vec!["hermes", "serve", "--bundle", bundle];
-    argv.extend_from_slice(extra);
-    match Cli::parse_from(argv).command {
-        Command::Serve(a) => *a,
-        _ => unreachable!(),
-    }
+/// The served config: the defaults for the repository's bundle, as a test changes them.
+fn config(change: impl FnOnce(&mut ServeConfig)) -> ServeConfig {
+    let mut c = ServeConfig::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models/minilm-wiki"));
+    change(&mut c);
+    c
 }
 
 impl InProcess {
-    async fn start(extra: &[&str]) -> Self {
+    async fn start(config: ServeConfig) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(hermes::server::serve(listener, args(extra), async {
+        let task = tokio::spawn(hermes::server::serve(listener, config, async {
             let _ = rx.await;
         }));
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -75,7 +71,7 @@ fn metric(text: &str, name: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_maximum_size_requests_at_the_same_moment_both_succeed() {
-    let s = InProcess::start(&["--cache-texts", "0"]).await;
+    let s = InProcess::start(config(|c| c.cache.texts = 0)).await;
     let max = hermes::labeling::limits::defaults::MAX_DOCS_PER_REQUEST;
     let body = |who: &str| json!({"texts": (0..max).map(|i| format!("{who} short text number {i}")).collect::<Vec<_>>()});
     let (a, b) = tokio::join!(
@@ -98,7 +94,7 @@ async fn two_maximum_size_requests_at_the_same_moment_both_succeed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn documents_of_a_client_that_went_away_are_not_encoded() {
-    let s = InProcess::start(&["--cache-texts", "0"]).await;
+    let s = InProcess::start(config(|c| c.cache.texts = 0)).await;
     let long = "a sentence of plain words to make the text long ".repeat(40);
     let docs: Vec<Value> = (0..256)
         .map(|i| json!({"text": format!("{i} {long}")}))

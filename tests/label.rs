@@ -534,3 +534,117 @@ fn the_kubernetes_manifests_are_valid() {
         assert!(job.contains(needle), "label-job.yaml lacks {needle}");
     }
 }
+
+/// The static tier labels a corpus with the contract's extra columns and carried fields; a
+/// rerun into the same output with the other tier is refused instead of skipping files
+/// whose codes are the static tier's.
+#[test]
+fn a_tier_never_resumes_another_tiers_output_and_extra_columns_are_written() {
+    use arrow_array::Array;
+    use arrow_array::types::{Float32Type, Float64Type};
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let docs = wiki(60);
+    let mut text = String::new();
+    for (i, (id, t)) in docs.iter().enumerate() {
+        let mut o = json!({"id": id, "text": t, "src": format!("s{}", i % 3), "flag": i % 2 == 0});
+        if i % 5 != 0 {
+            o["score"] = json!(i as f64 / 10.0);
+        }
+        text.push_str(&o.to_string());
+        text.push('\n');
+    }
+    std::fs::write(input.join("a.jsonl"), text).unwrap();
+    let out = dir.path().join("out");
+    let (i, o) = (input.to_str().unwrap(), out.to_str().unwrap());
+
+    let refused = run(&["label", "--input", i, "--out", o, "--carry", "bytes"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("--carry bytes: collides"),
+        "{}",
+        stderr(&refused)
+    );
+
+    let first = run(&[
+        "label",
+        "--input",
+        i,
+        "--out",
+        o,
+        "--encoder",
+        "static",
+        "--carry",
+        "score,src,flag",
+    ]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let done: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("done/a.jsonl.json")).unwrap())
+            .unwrap();
+    assert_eq!(done["encoder"], "static", "{done}");
+    assert!(
+        done["weights"].as_str().is_some_and(|w| w.len() == 16),
+        "{done}"
+    );
+
+    let f = File::open(out.join("codes/a.jsonl.parquet")).unwrap();
+    let batches: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(f)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(batches.len(), 1);
+    let b = &batches[0];
+    assert_eq!(b.num_rows(), docs.len());
+    let bytes = b
+        .column_by_name("bytes")
+        .unwrap()
+        .as_primitive::<UInt32Type>();
+    let score = b
+        .column_by_name("score")
+        .unwrap()
+        .as_primitive::<Float64Type>();
+    let src = b.column_by_name("src").unwrap().as_string::<i32>();
+    let flag = b.column_by_name("flag").unwrap().as_boolean();
+    let r: Vec<_> = ["r1", "r2", "r3"]
+        .iter()
+        .map(|n| {
+            b.column_by_name(n)
+                .unwrap()
+                .as_primitive::<Float32Type>()
+                .clone()
+        })
+        .collect();
+    for (k, (_, t)) in docs.iter().enumerate() {
+        assert_eq!(bytes.value(k) as usize, t.len(), "row {k}");
+        assert_eq!(score.is_null(k), k % 5 == 0, "row {k}");
+        if k % 5 != 0 {
+            assert_eq!(score.value(k), k as f64 / 10.0);
+        }
+        assert_eq!(src.value(k), format!("s{}", k % 3));
+        assert_eq!(flag.value(k), k % 2 == 0);
+        for a in &r {
+            assert!(a.value(k).is_finite() && a.value(k) >= 0.0, "row {k}");
+        }
+    }
+    // Each level takes away part of the distance on average: the residuals shrink.
+    let mean = |a: &arrow_array::Float32Array| a.values().iter().sum::<f32>() / a.len() as f32;
+    assert!(
+        mean(&r[0]) > mean(&r[1]) && mean(&r[1]) > mean(&r[2]),
+        "{:?}",
+        r.iter().map(mean).collect::<Vec<_>>()
+    );
+
+    let second = run(&["label", "--input", i, "--out", o, "--encoder", "minilm"]);
+    assert!(
+        !second.status.success(),
+        "a minilm rerun skipped static codes"
+    );
+    let err = stderr(&second);
+    assert!(
+        err.contains("static encoder") && err.contains("minilm encoder"),
+        "{err}"
+    );
+}

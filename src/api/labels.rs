@@ -8,7 +8,7 @@ use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::state::AppState;
 use super::types::{
     CodeOut, CodeResponse, CodeResult, DepthQuery, IdPath, LabelRequest, LabelResponse,
-    LabelResult, LookupRequest, LookupResponse, ModelRef, tier_name,
+    LabelResult, LookupRequest, LookupResponse, ModelRef,
 };
 use crate::labeling::Document;
 
@@ -25,7 +25,7 @@ pub async fn label(
 ) -> Result<Json<LabelResponse>, ApiError> {
     let svc = app.service()?;
     let depth = svc.depth(req.depth)?;
-    let tier = svc.tier(tier_name(req.encoder))?;
+    let tier = svc.tier(req.encoder)?;
     let docs: Vec<Document> = req.documents.into_iter().map(Document::from).collect();
     svc.validate_documents(&docs)?;
     let levels = svc.model().levels();
@@ -55,7 +55,7 @@ pub async fn get_code(
 ) -> Result<Json<CodeResponse>, ApiError> {
     let svc = app.service()?;
     let depth = svc.depth(q.depth)?;
-    let tier = svc.tier(tier_name(q.encoder))?;
+    let tier = svc.tier(q.encoder)?;
     svc.check_id("id", &id)?;
     let entry = svc
         .lookup(tier, std::slice::from_ref(&id))
@@ -81,7 +81,7 @@ pub async fn lookup(
 ) -> Result<Json<LookupResponse>, ApiError> {
     let svc = app.service()?;
     let depth = svc.depth(req.depth)?;
-    let tier = svc.tier(tier_name(req.encoder))?;
+    let tier = svc.tier(req.encoder)?;
     svc.check_lookup(&req.ids)?;
     let found = svc.lookup(tier, &req.ids).await?;
     let levels = svc.model().levels();

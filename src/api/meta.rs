@@ -21,12 +21,8 @@ pub async fn model(State(app): State<AppState>) -> Result<Json<ModelInfo>, ApiEr
         levels: m.levels.clone(),
         dim: m.encoder.dim,
         max_tokens: m.encoder.max_tokens,
-        encoder: svc.tier(None)?.labeler.encoder_kind().to_string(),
-        encoders: svc
-            .tiers
-            .iter()
-            .map(|t| t.labeler.encoder_kind().to_string())
-            .collect(),
+        encoder: svc.tier(None)?.labeler.tier(),
+        encoders: svc.tiers.iter().map(|t| t.labeler.tier()).collect(),
         fit,
     }))
 }

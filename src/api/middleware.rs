@@ -56,6 +56,26 @@ pub fn stack(router: Router<AppState>, config: &HttpConfig) -> Router<AppState> 
     )
 }
 
+/// Refuses an origin CORS could never match: not `*`, not `http(s)://host[:port]` without a
+/// path, or not a valid header value.
+pub fn check_cors_origins(origins: &[String]) -> Result<(), String> {
+    for o in origins {
+        if o == "*" {
+            continue;
+        }
+        let rest = o
+            .strip_prefix("http://")
+            .or_else(|| o.strip_prefix("https://"))
+            .ok_or_else(|| format!("{o:?} is not `*` or an origin such as https://example.org"))?;
+        if rest.is_empty() || rest.contains('/') || HeaderValue::from_str(o).is_err() {
+            return Err(format!(
+                "{o:?} is not an origin (scheme://host[:port], no path)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn cors(origins: &[String]) -> Option<CorsLayer> {
     if origins.is_empty() {
         return None;
@@ -66,6 +86,7 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
     Some(if origins.iter().any(|o| o == "*") {
         layer.allow_origin(Any)
     } else {
+        // `check_cors_origins` refused the server's start on any that does not parse.
         let list: Vec<HeaderValue> = origins
             .iter()
             .filter_map(|o| HeaderValue::from_str(o).ok())

@@ -13,6 +13,8 @@ pub mod stream;
 pub mod types;
 mod vectors;
 
+pub use middleware::check_cors_origins;
+
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -163,7 +165,7 @@ pub fn openapi_json() -> &'static str {
 }
 
 /// Limits and switches the middleware needs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HttpConfig {
     pub max_body_bytes: usize,
     pub request_timeout: Duration,

@@ -17,8 +17,9 @@ use futures::{Stream, StreamExt};
 use super::error::ApiError;
 use super::extract::{ApiQuery, has_content_type, parse_json};
 use super::state::AppState;
-use super::types::{DepthQuery, LabelResult, StreamLine, StreamLineError, tier_name};
+use super::types::{DepthQuery, LabelResult, StreamLine, StreamLineError};
 use crate::labeling::{Document, Service};
+use crate::tier::Tier;
 
 pub const NDJSON: &str = "application/x-ndjson";
 
@@ -110,7 +111,7 @@ pub async fn label_stream(
 ) -> Result<Response, ApiError> {
     let svc = app.service()?.clone();
     let depth = svc.depth(q.depth)?;
-    let tier = svc.tier(tier_name(q.encoder))?.labeler.encoder_kind();
+    let tier = svc.tier(q.encoder)?.labeler.tier();
     if !has_content_type(
         req.headers(),
         &[NDJSON, "application/ndjson", "application/jsonl"],
@@ -134,13 +135,7 @@ pub async fn label_stream(
     Ok(([(header::CONTENT_TYPE, NDJSON)], Body::from_stream(out)).into_response())
 }
 
-async fn answer_line(
-    svc: &Arc<Service>,
-    tier: &'static str,
-    n: usize,
-    line: Line,
-    depth: usize,
-) -> Bytes {
+async fn answer_line(svc: &Arc<Service>, tier: Tier, n: usize, line: Line, depth: usize) -> Bytes {
     let result = match line {
         Line::Text(bytes) => label_line(svc, tier, &bytes, depth).await,
         Line::TooLong(len) => Err(ApiError::Validation(format!(
@@ -164,7 +159,7 @@ async fn answer_line(
 
 async fn label_line(
     svc: &Arc<Service>,
-    tier: &'static str,
+    tier: Tier,
     bytes: &[u8],
     depth: usize,
 ) -> Result<Vec<u8>, ApiError> {

@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::{ArrayBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
 use utoipa::{IntoParams, ToSchema};
 
+pub use crate::tier::Tier;
+
 use crate::labeling::limits::defaults::{
     MAX_ABS_EMBEDDING, MAX_DOCS_PER_REQUEST, MAX_ID_CHARS, MAX_ITEMS_PER_REQUEST, MAX_TEXT_CHARS,
 };
@@ -105,46 +107,23 @@ fn embeddings_schema() -> ArrayBuilder {
         .description(Some("Encoder embeddings (from `/v1/embed` or the same model elsewhere); NaN, infinity or a wrong length are 422."))
 }
 
-/// An encoder tier: `minilm` (the reference) or `static` (a fitted token table, much faster,
-/// approximating minilm's codes in the same code space).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum EncoderName {
-    Minilm,
-    Static,
-}
-
-impl EncoderName {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Minilm => "minilm",
-            Self::Static => "static",
-        }
-    }
-}
-
-/// The tier a request names, as the service takes it.
-pub fn tier_name(e: Option<EncoderName>) -> Option<&'static str> {
-    e.map(EncoderName::as_str)
-}
-
 /// Which bundle produced a code: codes are comparable only between equal fingerprints.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"name": "minilm-wiki", "fingerprint": "3f2a9c0d1e2b4a5c", "encoder": "minilm"}))]
 pub struct ModelRef {
     pub name: String,
     pub fingerprint: String,
-    /// The encoder tier that produced the answer: `minilm` or `static`.
-    pub encoder: String,
+    /// The encoder tier that produced the answer.
+    pub encoder: Tier,
 }
 
 impl ModelRef {
-    pub fn of(tier: &crate::labeling::Tier) -> Self {
+    pub fn of(tier: &crate::labeling::TierService) -> Self {
         let model = tier.labeler.model();
         Self {
             name: model.name().to_string(),
             fingerprint: model.fingerprint().to_string(),
-            encoder: tier.labeler.encoder_kind().to_string(),
+            encoder: tier.labeler.tier(),
         }
     }
 }
@@ -175,7 +154,7 @@ pub struct LabelRequest {
     pub depth: Option<u32>,
     /// Encoder tier; default: the server's `--encoder`.
     #[serde(default)]
-    pub encoder: Option<EncoderName>,
+    pub encoder: Option<Tier>,
 }
 
 impl From<DocumentIn> for crate::labeling::Document {
@@ -255,7 +234,7 @@ pub struct DepthQuery {
     /// Encoder tier (which tier's codes); default: the server's `--encoder`.
     #[param(inline)]
     #[serde(default)]
-    pub encoder: Option<EncoderName>,
+    pub encoder: Option<Tier>,
 }
 
 #[derive(Debug, Clone, Deserialize, IntoParams)]
@@ -294,7 +273,7 @@ pub struct LookupRequest {
     pub depth: Option<u32>,
     /// Encoder tier (which tier's codes); default: the server's `--encoder`.
     #[serde(default)]
-    pub encoder: Option<EncoderName>,
+    pub encoder: Option<Tier>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -329,7 +308,7 @@ pub struct EmbedRequest {
     pub texts: Vec<String>,
     /// Encoder tier; default: the server's `--encoder`.
     #[serde(default)]
-    pub encoder: Option<EncoderName>,
+    pub encoder: Option<Tier>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -350,9 +329,9 @@ pub struct ModelInfo {
     pub dim: usize,
     pub max_tokens: usize,
     /// The tier answers use when a request names none.
-    pub encoder: String,
+    pub encoder: Tier,
     /// Every tier this server answers with.
-    pub encoders: Vec<String>,
+    pub encoders: Vec<Tier>,
     /// How the bundle was fitted, as its manifest records it (corpus, documents, seed,
     /// k-means runs, per-depth statistics). Free-form here so that a manifest change does
     /// not change this API's schema.

@@ -7,7 +7,7 @@ use super::error::ApiError;
 use super::extract::ApiJson;
 use super::state::AppState;
 use super::types::{
-    CodeOut, EmbedRequest, EmbedResponse, ModelRef, QuantizeRequest, QuantizeResponse, tier_name,
+    CodeOut, EmbedRequest, EmbedResponse, ModelRef, QuantizeRequest, QuantizeResponse,
 };
 
 /// Embed texts.
@@ -21,7 +21,7 @@ pub async fn embed(
     ApiJson(req): ApiJson<EmbedRequest>,
 ) -> Result<Json<EmbedResponse>, ApiError> {
     let svc = app.service()?;
-    let tier = svc.tier(tier_name(req.encoder))?;
+    let tier = svc.tier(req.encoder)?;
     let embeddings = svc.embed(tier, req.texts).await?;
     Ok(Json(EmbedResponse {
         model: ModelRef::of(tier),

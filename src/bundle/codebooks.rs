@@ -77,16 +77,7 @@ pub(super) fn read_codebooks(dir: &Path, m: &Manifest) -> Result<CodeSpace, Bund
             ),
         ));
     }
-    if m.levels.is_empty() || m.levels.iter().any(|&k| k < 2) {
-        return Err(invalid(
-            dir,
-            MANIFEST,
-            format!(
-                "levels {:?}: need at least one level of size >= 2",
-                m.levels
-            ),
-        ));
-    }
+    crate::quantize::check_levels(&m.levels).map_err(|e| invalid(dir, MANIFEST, e))?;
     let mean = tensor_f32(
         dir,
         &tensors,

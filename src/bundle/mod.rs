@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::encoder::{Embedder, EncoderConfig, EncoderError, MiniLm, StaticEncoder, Tokenizer};
 use crate::quantize::CodeSpace;
+use crate::tier::Tier;
 pub use codebooks::codebooks_bytes;
 pub use manifest::{EncoderEntry, FileEntry, FitInfo, Manifest, Probe, TransformEntry};
 pub use write::{NewBundle, add_static_tier, write_bundle};
@@ -109,6 +110,48 @@ pub fn fingerprint(
         h.update([0]);
     }
     hex::encode(h.finalize())[..16].to_string()
+}
+
+/// How the ONNX Runtime is found and run, whatever the command (`--ort-lib`,
+/// `--intra-threads`, `--ort-spinning`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RuntimeConfig {
+    /// `None` searches the set-up cache, then the system.
+    pub ort_lib: Option<PathBuf>,
+    /// Intra-op threads per session (0: split the cores between the sessions).
+    pub intra_threads: usize,
+    /// Whether ONNX Runtime's threads spin; `None`: the command's own default.
+    pub spinning: Option<bool>,
+}
+
+impl RuntimeConfig {
+    /// The load options for `sessions` encoder sessions and the command's spinning default.
+    /// With several sessions and no explicit thread count, the cores are split between them
+    /// rather than each session taking all of them.
+    pub fn load_options(&self, sessions: usize, spinning_by_default: bool) -> LoadOptions {
+        let sessions = sessions.max(1);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let intra_threads = match self.intra_threads {
+            0 if sessions > 1 => (cores / sessions).max(1),
+            n => n,
+        };
+        LoadOptions {
+            ort_lib: self.ort_lib.clone(),
+            intra_threads,
+            sessions,
+            spinning: self.spinning.unwrap_or(spinning_by_default),
+        }
+    }
+
+    /// The encoder settings for one MiniLM session of the encoder files in `dir`.
+    pub fn encoder_config(&self, dir: &Path, max_tokens: usize) -> EncoderConfig {
+        let mut cfg = EncoderConfig::for_dir(dir);
+        cfg.max_tokens = max_tokens;
+        cfg.intra_threads = self.intra_threads;
+        cfg.ort_lib = self.ort_lib.clone();
+        cfg.spinning = self.spinning.unwrap_or(true);
+        cfg
+    }
 }
 
 /// Options for loading that are not part of the bundle itself.
@@ -263,25 +306,24 @@ impl Model {
         })
     }
 
-    /// The encoder of a tier (`"minilm"` or `"static"`), if the bundle has it.
-    pub fn tier(&self, name: &str) -> Option<Arc<dyn Embedder>> {
-        match name {
-            "minilm" => Some(self.encoder.clone()),
-            "static" => self.static_encoder.clone(),
-            _ => None,
+    /// The encoder of a tier, if the bundle has it.
+    pub fn embedder(&self, tier: Tier) -> Option<Arc<dyn Embedder>> {
+        match tier {
+            Tier::Minilm => Some(self.encoder.clone()),
+            Tier::Static => self.static_encoder.clone(),
         }
     }
 
     /// A short digest of a tier's weights where the fingerprint does not cover them (the
-    /// static table: see [`crate::store::Namespace::weights`]); `None` for minilm.
-    pub fn tier_weights(&self, name: &str) -> Option<String> {
-        match name {
-            "static" => self
+    /// static table: see [`crate::keyspace::Namespace::weights`]); `None` for minilm.
+    pub fn weights_digest(&self, tier: Tier) -> Option<String> {
+        match tier {
+            Tier::Static => self
                 .manifest
                 .static_encoder
                 .as_ref()
                 .map(|s| s.sha256.chars().take(16).collect()),
-            _ => None,
+            Tier::Minilm => None,
         }
     }
 

@@ -10,34 +10,7 @@ use std::time::Duration;
 use moka::future::Cache;
 use sha2::{Digest, Sha256};
 
-use crate::store::{Namespace, StoredCode};
-
-/// Builds a moka cache bounded by `capacity`, with optional TTL and idle expiry.
-pub(crate) fn build<K, V>(
-    capacity: u64,
-    ttl: Option<Duration>,
-    idle: Option<Duration>,
-) -> Cache<K, V>
-where
-    K: std::hash::Hash + Eq + Send + Sync + 'static,
-    V: Clone + Send + Sync + 'static,
-{
-    let mut b = Cache::builder().max_capacity(capacity);
-    if let Some(ttl) = ttl {
-        b = b.time_to_live(ttl);
-    }
-    if let Some(idle) = idle {
-        b = b.time_to_idle(idle);
-    }
-    b.build()
-}
-
-/// Counts a cache look-up in `hermes_cache_requests_total`.
-pub(crate) fn record(cache: &'static str, hit: bool) {
-    let outcome = if hit { "hit" } else { "miss" };
-    metrics::counter!("hermes_cache_requests_total", "cache" => cache, "outcome" => outcome)
-        .increment(1);
-}
+use crate::keyspace::{Namespace, StoredCode, bounded, record_lookup};
 
 #[derive(Clone)]
 pub struct TextCache {
@@ -54,7 +27,7 @@ impl TextCache {
         idle: Option<Duration>,
     ) -> Self {
         Self {
-            entries: build(capacity, ttl, idle),
+            entries: bounded(capacity, ttl, idle),
             namespace,
         }
     }
@@ -63,7 +36,7 @@ impl TextCache {
         let mut h = Sha256::new();
         h.update(self.namespace.fingerprint.as_bytes());
         h.update([0]);
-        h.update(self.namespace.encoder.as_bytes());
+        h.update(self.namespace.encoder.as_str().as_bytes());
         if let Some(w) = &self.namespace.weights {
             h.update(b"-");
             h.update(w.as_bytes());
@@ -75,7 +48,7 @@ impl TextCache {
 
     pub async fn get(&self, key: &[u8; 32]) -> Option<Arc<StoredCode>> {
         let hit = self.entries.get(key).await;
-        record("text", hit.is_some());
+        record_lookup("text", hit.is_some());
         hit
     }
 
@@ -86,7 +59,7 @@ impl TextCache {
     /// Publishes the entry count (called when metrics are scraped).
     pub async fn report(&self) {
         self.entries.run_pending_tasks().await;
-        metrics::gauge!("hermes_cache_entries", "cache" => "text", "encoder" => self.namespace.encoder.clone())
+        metrics::gauge!("hermes_cache_entries", "cache" => "text", "encoder" => self.namespace.encoder.as_str())
             .set(self.entries.entry_count() as f64);
     }
 }

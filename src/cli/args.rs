@@ -1,13 +1,16 @@
 //! The command line: one clap struct per subcommand, every flag also read from `HERMES_<FLAG>`.
-//! `ServeArgs` is also the server's one configuration struct.
+//! Each maps to the library's own configuration (`ServeArgs` → [`ServeConfig`]).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::bundle::LoadOptions;
+use crate::bundle::RuntimeConfig;
 use crate::labeling::limits::defaults;
+use crate::logging::LogFormat;
+use crate::server::{Batching, CacheConfig, ServeConfig, StoreConfig};
+use crate::tier::Tier;
 
 /// Default bundle, relative to the working directory (the repository root for `make serve`).
 pub const DEFAULT_BUNDLE: &str = "models/minilm-wiki";
@@ -19,6 +22,9 @@ pub const DEFAULT_BUNDLE: &str = "models/minilm-wiki";
     about = "Coarse-to-fine document codes for pre-training data mixtures"
 )]
 pub struct Cli {
+    /// Log format (stderr): text, or JSON lines.
+    #[arg(long, global = true, env = "HERMES_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -53,14 +59,19 @@ pub struct LabelArgs {
     #[arg(long, env = "HERMES_OUT")]
     pub out: PathBuf,
     /// Encoder tier: minilm (the reference) or static (the bundle's fitted token table).
-    #[arg(long, env = "HERMES_ENCODER", default_value = "minilm", value_parser = ["minilm", "static"])]
-    pub encoder: String,
+    #[arg(long, env = "HERMES_ENCODER", value_enum, default_value_t = Tier::Minilm)]
+    pub encoder: Tier,
     /// Field (JSONL) or column (Parquet) holding the text.
     #[arg(long, env = "HERMES_TEXT_FIELD", default_value = "text")]
     pub text_field: String,
     /// Field or column holding the document id; rows without one get `<file>:<row>`.
     #[arg(long, env = "HERMES_ID_FIELD", default_value = "id")]
     pub id_field: String,
+    /// Input fields copied into the codes files as columns of the same name (numbers as
+    /// float64, strings as utf8, booleans as bool; null where a row lacks the field): how a
+    /// quality score or a token count reaches `hermes mix`.
+    #[arg(long, env = "HERMES_CARRY", num_args = 1.., value_delimiter = ',')]
+    pub carry: Vec<String>,
     /// This task's index (default: from Slurm or JOB_COMPLETION_INDEX, else 0).
     #[arg(long, env = "HERMES_SHARD_INDEX")]
     pub shard_index: Option<usize>,
@@ -117,21 +128,22 @@ pub struct RuntimeArgs {
 }
 
 impl RuntimeArgs {
-    /// The load options these flags ask for, with `sessions` encoder sessions and the
-    /// command's own spinning default. With several sessions and no `--intra-threads`, the
-    /// cores are split between them rather than each session taking all of them.
-    pub fn load_options(&self, sessions: usize, spinning_by_default: bool) -> LoadOptions {
-        let sessions = sessions.max(1);
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let intra_threads = match self.intra_threads {
-            0 if sessions > 1 => (cores / sessions).max(1),
-            n => n,
-        };
-        LoadOptions {
-            ort_lib: self.ort_lib.clone(),
-            intra_threads,
-            sessions,
-            spinning: self.ort_spinning.unwrap_or(spinning_by_default),
+    /// See [`RuntimeConfig::load_options`].
+    pub fn load_options(
+        &self,
+        sessions: usize,
+        spinning_by_default: bool,
+    ) -> crate::bundle::LoadOptions {
+        RuntimeConfig::from(self).load_options(sessions, spinning_by_default)
+    }
+}
+
+impl From<&RuntimeArgs> for RuntimeConfig {
+    fn from(a: &RuntimeArgs) -> Self {
+        RuntimeConfig {
+            ort_lib: a.ort_lib.clone(),
+            intra_threads: a.intra_threads,
+            spinning: a.ort_spinning,
         }
     }
 }
@@ -229,8 +241,8 @@ pub struct EvalArgs {
     #[arg(long, env = "HERMES_JSON")]
     pub json: Option<PathBuf>,
     /// Encoder tier whose codes are measured: minilm or static.
-    #[arg(long, env = "HERMES_ENCODER", default_value = "minilm", value_parser = ["minilm", "static"])]
-    pub encoder: String,
+    #[arg(long, env = "HERMES_ENCODER", value_enum, default_value_t = Tier::Minilm)]
+    pub encoder: Tier,
     /// Seed of the flat k-means baseline.
     #[arg(long, env = "HERMES_SEED", default_value_t = 0)]
     pub seed: u64,
@@ -245,9 +257,9 @@ pub struct EmbedArgs {
     /// Bundle directory holding encoder.onnx and tokenizer.json.
     #[arg(long, env = "HERMES_BUNDLE", default_value = DEFAULT_BUNDLE)]
     pub bundle: PathBuf,
-    /// Token budget per text; longer texts are truncated.
-    #[arg(long, env = "HERMES_MAX_TOKENS", default_value_t = 256)]
-    pub max_tokens: usize,
+    /// Token budget per text; longer texts are truncated. Default: the bundle's max_tokens.
+    #[arg(long, env = "HERMES_MAX_TOKENS")]
+    pub max_tokens: Option<usize>,
     #[command(flatten)]
     pub runtime: RuntimeArgs,
     /// Texts to embed.
@@ -255,7 +267,7 @@ pub struct EmbedArgs {
     pub texts: Vec<String>,
 }
 
-/// Everything `hermes serve` can be told: the server's one configuration struct.
+/// Everything `hermes serve` can be told (see [`ServeConfig`]).
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Bundle directory to serve.
@@ -274,8 +286,8 @@ pub struct ServeArgs {
     pub encoder_sessions: usize,
     /// The encoder tier answers use when a request names none; the bundle's other tier (if
     /// any) is served too, on request.
-    #[arg(long, env = "HERMES_ENCODER", default_value = "minilm", value_parser = ["minilm", "static"])]
-    pub encoder: String,
+    #[arg(long, env = "HERMES_ENCODER", value_enum, default_value_t = Tier::Minilm)]
+    pub encoder: Tier,
 
     /// Padded tokens per encoder batch at most (must be at least the bundle's max_tokens).
     #[arg(long, env = "HERMES_MAX_BATCH_TOKENS", default_value_t = 8192)]
@@ -288,9 +300,7 @@ pub struct ServeArgs {
     /// Milliseconds a free encoder waits for a batch to fill after its first document
     /// arrived. 0 (the default): it takes what is queued at once, and batches form from what
     /// arrives while the encoders are busy (continuous batching). Batching gains a few percent
-    /// on CPUs, waiting costs more: on a 2-core AMD EPYC (AVX-512), one client sending one
-    /// document at a time got 26.9 docs/s from minilm and 158 from static with 5 ms, 32.7
-    /// and 1,601 with 0.
+    /// on CPUs, waiting costs more: see the README's "Performance" for figures.
     #[arg(long, env = "HERMES_MAX_WAIT_MS", default_value_t = 0)]
     pub max_wait_ms: u64,
     /// Documents waiting for the encoder at most; beyond that requests get 503 overloaded.
@@ -354,32 +364,64 @@ pub struct ServeArgs {
     /// Origins allowed by CORS (repeat or comma-separate; "*" for any). Default: CORS off.
     #[arg(long, env = "HERMES_CORS_ORIGIN", value_delimiter = ',')]
     pub cors_origin: Vec<String>,
-    /// Log format: text or json.
-    #[arg(long, env = "HERMES_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
-    pub log_format: String,
     /// Seconds to finish in-flight requests after SIGTERM/SIGINT before exiting anyway.
     #[arg(long, env = "HERMES_SHUTDOWN_TIMEOUT_S", default_value_t = 30)]
     pub shutdown_timeout_s: u64,
 }
 
-impl ServeArgs {
-    pub fn max_wait(&self) -> Duration {
-        Duration::from_millis(self.max_wait_ms)
+impl From<ServeArgs> for ServeConfig {
+    fn from(a: ServeArgs) -> Self {
+        let seconds = |s: u64| (s > 0).then(|| Duration::from_secs(s));
+        ServeConfig {
+            bundle: a.bundle,
+            encoder: a.encoder,
+            runtime: RuntimeConfig::from(&a.runtime),
+            encoder_sessions: a.encoder_sessions,
+            batching: Batching {
+                max_batch_tokens: a.max_batch_tokens,
+                max_batch_docs: (a.max_batch_docs > 0).then_some(a.max_batch_docs),
+                max_wait: Duration::from_millis(a.max_wait_ms),
+                max_queue_docs: a.max_queue_docs,
+            },
+            limits: crate::labeling::Limits {
+                max_docs: a.max_docs_per_request,
+                max_text_chars: a.max_text_chars,
+                max_id_chars: a.max_id_chars,
+                max_items: a.max_items_per_request,
+                stream_concurrency: a.stream_concurrency,
+            },
+            http: crate::api::HttpConfig {
+                max_body_bytes: a.max_body_bytes,
+                request_timeout: Duration::from_secs(a.request_timeout_s),
+                cors_origins: a.cors_origin,
+            },
+            store: a.store.map(|url| StoreConfig {
+                url,
+                ttl: seconds(a.store_ttl_s),
+                timeout: Duration::from_millis(a.store_timeout_ms.max(1)),
+            }),
+            cache: CacheConfig {
+                ids: a.cache_ids,
+                texts: a.cache_texts,
+                ttl: seconds(a.cache_ttl_s),
+                idle: seconds(a.cache_idle_s),
+            },
+            api_key: a.api_key,
+        }
     }
+}
 
-    pub fn request_timeout(&self) -> Duration {
-        Duration::from_secs(self.request_timeout_s)
-    }
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
 
-    fn seconds(s: u64) -> Option<Duration> {
-        (s > 0).then(|| Duration::from_secs(s))
-    }
+    use super::*;
 
-    pub fn cache_ttl(&self) -> Option<Duration> {
-        Self::seconds(self.cache_ttl_s)
-    }
-
-    pub fn cache_idle(&self) -> Option<Duration> {
-        Self::seconds(self.cache_idle_s)
+    #[test]
+    fn the_flags_defaults_are_the_library_defaults() {
+        let Command::Serve(args) = Cli::parse_from(["hermes", "serve"]).command else {
+            unreachable!()
+        };
+        assert_eq!(ServeConfig::from(*args), ServeConfig::new(DEFAULT_BUNDLE));
     }
 }

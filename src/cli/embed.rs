@@ -7,9 +7,14 @@ use crate::encoder::{Embedder, EncoderConfig, MiniLm};
 
 pub fn run(args: EmbedArgs) -> Result<()> {
     let mut cfg = EncoderConfig::for_dir(&args.bundle);
-    cfg.max_tokens = args.max_tokens;
+    // The bundle's own budget unless --max-tokens says otherwise: embeddings equal serve's.
+    cfg.max_tokens = match args.max_tokens {
+        Some(n) => n,
+        None => bundle_max_tokens(&args.bundle)?,
+    };
     cfg.intra_threads = args.runtime.intra_threads;
     cfg.ort_lib = args.runtime.ort_lib;
+    cfg.spinning = args.runtime.ort_spinning.unwrap_or(true);
     let encoder = MiniLm::load(&cfg)?;
     let texts: Vec<&str> = args.texts.iter().map(String::as_str).collect();
     let out = encoder.embed(&texts)?;
@@ -28,4 +33,13 @@ pub fn run(args: EmbedArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn bundle_max_tokens(dir: &std::path::Path) -> Result<usize> {
+    let path = dir.join(crate::bundle::MANIFEST);
+    let raw =
+        std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let manifest: crate::bundle::Manifest = serde_json::from_str(&raw)
+        .map_err(|e| anyhow::anyhow!("{}: invalid: {e}", path.display()))?;
+    Ok(manifest.encoder.max_tokens)
 }

@@ -12,11 +12,11 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let opened = super::block_on(open(
         &args.bundle,
         &options,
-        super::offline_batching(1, 256, 4),
+        crate::jobs::label::offline_batching(1, 256, 4),
     ))??;
     let labeler = &opened.labeler;
     let model = labeler.model();
-    let encoder = model.tier(&args.encoder).ok_or_else(|| {
+    let encoder = model.embedder(args.encoder).ok_or_else(|| {
         anyhow::anyhow!(
             "--encoder {}: the bundle {} has no such tier",
             args.encoder,

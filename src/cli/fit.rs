@@ -18,7 +18,29 @@ const MAX_PROBE_CHARS: usize = 600;
 /// Candidates re-embedded when choosing probes.
 const PROBE_CANDIDATES: usize = 64;
 
+/// Refuses arguments that could never fit, before the corpus is read or embedded (minutes).
+fn check_args(args: &FitArgs) -> Result<()> {
+    crate::quantize::check_levels(&args.levels).map_err(|e| anyhow::anyhow!("--levels: {e}"))?;
+    if !(0.0..=1.0).contains(&args.whiten) {
+        bail!("--whiten must be in [0, 1] (got {})", args.whiten);
+    }
+    if args.static_only && !args.out.join(crate::bundle::MANIFEST).is_file() {
+        bail!(
+            "--static-only needs an existing bundle at --out: {} has no {}",
+            args.out.display(),
+            crate::bundle::MANIFEST
+        );
+    }
+    if let Some(path) = &args.embeddings
+        && !path.is_file()
+    {
+        bail!("--embeddings {}: no such file", path.display());
+    }
+    Ok(())
+}
+
 pub fn run(args: FitArgs) -> Result<()> {
+    check_args(&args)?;
     let docs = read_jsonl(&args.input, &args.text_field, None)?;
     if (args.static_tier || args.static_only) && docs.len() < super::fit_static::MIN_DOCS {
         bail!(
@@ -40,6 +62,7 @@ pub fn run(args: FitArgs) -> Result<()> {
     enc_cfg.max_tokens = args.max_tokens;
     enc_cfg.intra_threads = args.runtime.intra_threads;
     enc_cfg.ort_lib = args.runtime.ort_lib.clone();
+    enc_cfg.spinning = args.runtime.ort_spinning.unwrap_or(true);
     let encoder: Arc<dyn Embedder> = Arc::new(MiniLm::load(&enc_cfg)?);
     let texts: Vec<&str> = docs.iter().map(|d| d.text.as_str()).collect();
 
@@ -87,9 +110,6 @@ pub fn run(args: FitArgs) -> Result<()> {
             whiten: args.whiten,
         },
     };
-    if !(0.0..=1.0).contains(&args.whiten) {
-        bail!("--whiten must be in [0, 1] (got {})", args.whiten);
-    }
     let started = std::time::Instant::now();
     let fitted = fit(&e, dim, &config)?;
     eprintln!(
@@ -155,8 +175,12 @@ pub fn run(args: FitArgs) -> Result<()> {
 
 /// Loads what was written, as `serve` will: checksums, shapes, probes, the static tier.
 fn verify(out: &std::path::Path, options: &LoadOptions) -> Result<()> {
-    super::block_on(open(out, options, super::offline_batching(1, 256, 1)))?
-        .context("the bundle just written does not load")?;
+    super::block_on(open(
+        out,
+        options,
+        crate::jobs::label::offline_batching(1, 256, 1),
+    ))?
+    .context("the bundle just written does not load")?;
     Ok(())
 }
 

@@ -1,5 +1,6 @@
-//! What each subcommand does, in terms of the library's parts. Only I/O and orchestration
-//! live here; the work is in `fit`, `eval`, `bundle`, `labeling` and `corpus`.
+//! What each subcommand does, in terms of the library's parts: each maps its flags and calls
+//! the library (`jobs`, `fit`, `eval`, `bundle`, `server`). Logging is set up here, once, for
+//! every command.
 
 pub mod args;
 mod embed;
@@ -7,6 +8,7 @@ mod eval;
 mod fit;
 mod fit_static;
 mod label;
+mod serve;
 mod stats;
 
 use std::future::Future;
@@ -16,18 +18,19 @@ use anyhow::{Context, Result};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::batch::{BatchConfig, Batcher};
+use crate::batch::Batcher;
 use crate::encoder::Embedder;
 use args::{Cli, Command};
 
 pub fn run(cli: Cli) -> Result<()> {
+    crate::logging::init(cli.log_format);
     match cli.command {
         Command::Fit(args) => fit::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Embed(args) => embed::run(args),
         Command::Label(args) => label::run(args),
         Command::Stats(args) => stats::run(args),
-        Command::Serve(args) => crate::server::run(*args),
+        Command::Serve(args) => serve::run(*args),
         Command::Openapi => {
             print!("{}", crate::server::openapi_json());
             Ok(())
@@ -37,24 +40,7 @@ pub fn run(cli: Cli) -> Result<()> {
 
 /// Runs `f` on a multi-threaded tokio runtime (the batcher is async).
 pub(crate) fn block_on<F: Future>(f: F) -> Result<F::Output> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("start the async runtime")?;
-    Ok(rt.block_on(f))
-}
-
-/// Batching for offline commands: no waiting for stragglers, a queue that holds every chunk
-/// in flight.
-pub(crate) fn offline_batching(sessions: usize, chunk: usize, in_flight: usize) -> BatchConfig {
-    BatchConfig {
-        max_batch_tokens: 8192,
-        max_batch_docs: 32,
-        max_wait: std::time::Duration::from_millis(2),
-        max_queue_docs: chunk * in_flight,
-        workers: sessions.max(1),
-        min_window_docs: chunk,
-    }
+    crate::jobs::block_on(f).context("start the async runtime")
 }
 
 /// Documents per request to the batcher while embedding a corpus, and requests in flight.
@@ -65,7 +51,10 @@ const IN_FLIGHT: usize = 4;
 /// returns `[n, dim]` row-major in input order.
 pub(crate) fn embed_corpus(encoder: Arc<dyn Embedder>, texts: &[&str]) -> Result<Vec<f32>> {
     let dim = encoder.dim();
-    let (batcher, workers) = Batcher::start(encoder, offline_batching(1, CHUNK, IN_FLIGHT));
+    let (batcher, workers) = Batcher::start(
+        encoder,
+        crate::jobs::label::offline_batching(1, CHUNK, IN_FLIGHT),
+    );
     let bar = progress_bar(texts.len() as u64, "embedding");
     let out = block_on(async {
         let mut out = Vec::with_capacity(texts.len() * dim);

@@ -1,7 +1,7 @@
 //! The output of `hermes label` under `--out`, and reading it back for `hermes stats`.
 //!
 //! Per input file: `codes/<rel>.parquet` (columns `id`, `row`, `c1`.., `cell`, `truncated`,
-//! zstd, row groups of at most [`ROW_GROUP`] rows) and `done/<rel>.json`. The Parquet file is
+//! `bytes`, `r1`.., then the carried fields; zstd, row groups of at most [`ROW_GROUP`] rows) and `done/<rel>.json`. The Parquet file is
 //! written under a temporary name and renamed when complete; the done marker is written (also
 //! by rename) only after that. A file is done exactly when its marker exists, so a task killed
 //! at any point leaves either nothing, a stray temporary, or a complete file without a
@@ -12,13 +12,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::{
-    ArrayRef, BooleanArray, RecordBatch, StringArray, UInt16Array, UInt32Array, UInt64Array,
+    ArrayRef, BooleanArray, Float32Array, Float64Array, RecordBatch, StringArray, UInt16Array,
+    UInt32Array, UInt64Array,
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
+
+use crate::corpus::reader::Carried;
+use crate::tier::Tier;
 
 /// Rows per Parquet row group at most (bounds the writer's memory).
 pub const ROW_GROUP: usize = 65_536;
@@ -40,7 +44,12 @@ pub struct Done {
     pub input: String,
     pub rows: u64,
     pub seconds: f64,
-    pub encoder: String,
+    /// The tier that labeled the file: a rerun with another tier is refused, never skipped.
+    pub encoder: Tier,
+    /// The tier's weights digest where the fingerprint does not cover it (the static table,
+    /// see [`crate::keyspace::Namespace::weights`]); absent for minilm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<String>,
     pub bundle: String,
     pub fingerprint: String,
 }
@@ -63,8 +72,14 @@ impl Done {
         }
         clear_stale(path);
         let tmp = tmp_name(path);
-        std::fs::write(&tmp, serde_json::to_string_pretty(self)? + "\n")?;
-        std::fs::rename(&tmp, path)
+        let mut file = File::create(&tmp)?;
+        std::io::Write::write_all(
+            &mut file,
+            (serde_json::to_string_pretty(self)? + "\n").as_bytes(),
+        )?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        sync_dir(path)
     }
 }
 
@@ -96,8 +111,64 @@ pub struct CodeRow {
     pub id: String,
     pub row: u64,
     pub code: Vec<u32>,
+    /// Full-depth cell (checked to fit u32 by the bundle's levels).
     pub cell: u32,
     pub truncated: bool,
+    /// The UTF-8 length of the text.
+    pub bytes: u32,
+    /// `‖r_d‖` after each level d = 1..L, in the transform's space.
+    pub residuals: Vec<f32>,
+    /// The `--carry` fields' values, in the writer's `carry` order.
+    pub carried: Vec<Carried>,
+}
+
+/// The Arrow type of a carried column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CarriedType {
+    Float64,
+    Utf8,
+    Boolean,
+}
+
+impl CarriedType {
+    /// The type a value asks for; `None` for a null, which fits any.
+    pub fn of(v: &Carried) -> Option<Self> {
+        match v {
+            Carried::Null => None,
+            Carried::Number(_) => Some(Self::Float64),
+            Carried::Text(_) => Some(Self::Utf8),
+            Carried::Bool(_) => Some(Self::Boolean),
+        }
+    }
+
+    fn data_type(self) -> DataType {
+        match self {
+            Self::Float64 => DataType::Float64,
+            Self::Utf8 => DataType::Utf8,
+            Self::Boolean => DataType::Boolean,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Float64 => "float64",
+            Self::Utf8 => "utf8",
+            Self::Boolean => "bool",
+        }
+    }
+}
+
+/// The column names hermes itself writes for `levels` levels: a carried field may not take one.
+pub fn reserved_columns(levels: usize) -> Vec<String> {
+    let mut names: Vec<String> = ["id", "row", "cell", "truncated", "bytes"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for l in 1..=levels {
+        names.push(format!("c{l}"));
+        names.push(format!("r{l}"));
+    }
+    names
 }
 
 /// Writes one `codes/<rel>.parquet` through a temporary file.
@@ -105,12 +176,14 @@ pub struct CodesWriter {
     writer: ArrowWriter<File>,
     schema: SchemaRef,
     levels: usize,
+    /// Carried columns: name and type, fixed when the file is created.
+    carry: Vec<(String, CarriedType)>,
     tmp: PathBuf,
     path: PathBuf,
     rows: u64,
 }
 
-pub fn schema(levels: usize) -> SchemaRef {
+pub fn schema(levels: usize, carry: &[(String, CarriedType)]) -> SchemaRef {
     let mut fields = vec![
         Field::new("id", DataType::Utf8, false),
         Field::new("row", DataType::UInt64, false),
@@ -120,11 +193,23 @@ pub fn schema(levels: usize) -> SchemaRef {
     }
     fields.push(Field::new("cell", DataType::UInt32, false));
     fields.push(Field::new("truncated", DataType::Boolean, false));
+    fields.push(Field::new("bytes", DataType::UInt32, false));
+    for l in 1..=levels {
+        fields.push(Field::new(format!("r{l}"), DataType::Float32, false));
+    }
+    for (name, t) in carry {
+        fields.push(Field::new(name, t.data_type(), true));
+    }
     Arc::new(Schema::new(fields))
 }
 
 impl CodesWriter {
-    pub fn create(path: &Path, levels: usize) -> Result<Self, String> {
+    /// A writer for `levels` levels and the carried columns `carry` (name, type).
+    pub fn create(
+        path: &Path,
+        levels: usize,
+        carry: Vec<(String, CarriedType)>,
+    ) -> Result<Self, String> {
         let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
@@ -138,13 +223,14 @@ impl CodesWriter {
             ))
             .set_max_row_group_size(ROW_GROUP)
             .build();
-        let schema = schema(levels);
+        let schema = schema(levels, &carry);
         let writer =
             ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| err(&e))?;
         Ok(Self {
             writer,
             schema,
             levels,
+            carry,
             tmp,
             path: path.to_path_buf(),
             rows: 0,
@@ -152,6 +238,7 @@ impl CodesWriter {
     }
 
     pub fn write(&mut self, rows: &[CodeRow]) -> Result<(), String> {
+        let name = self.path.display().to_string();
         let mut columns: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from_iter_values(
                 rows.iter().map(|r| r.id.as_str()),
@@ -159,9 +246,20 @@ impl CodesWriter {
             Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.row))),
         ];
         for l in 0..self.levels {
-            columns.push(Arc::new(UInt16Array::from_iter_values(
-                rows.iter().map(|r| r.code[l] as u16),
-            )));
+            let level: Vec<u16> = rows
+                .iter()
+                .map(|r| {
+                    u16::try_from(r.code[l]).map_err(|_| {
+                        format!(
+                            "{name}: row {}: c{} = {} exceeds u16",
+                            r.row,
+                            l + 1,
+                            r.code[l]
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            columns.push(Arc::new(UInt16Array::from(level)));
         }
         columns.push(Arc::new(UInt32Array::from_iter_values(
             rows.iter().map(|r| r.cell),
@@ -169,21 +267,70 @@ impl CodesWriter {
         columns.push(Arc::new(BooleanArray::from_iter(
             rows.iter().map(|r| Some(r.truncated)),
         )));
+        columns.push(Arc::new(UInt32Array::from_iter_values(
+            rows.iter().map(|r| r.bytes),
+        )));
+        for l in 0..self.levels {
+            columns.push(Arc::new(Float32Array::from_iter_values(
+                rows.iter().map(|r| r.residuals[l]),
+            )));
+        }
+        for (c, (field, t)) in self.carry.iter().enumerate() {
+            let mismatch = |r: &CodeRow| {
+                format!(
+                    "{name}: row {}: carried field `{field}` is not {} as in the rows before it",
+                    r.row,
+                    t.name()
+                )
+            };
+            let column: ArrayRef = match t {
+                CarriedType::Float64 => Arc::new(
+                    rows.iter()
+                        .map(|r| match &r.carried[c] {
+                            Carried::Null => Ok(None),
+                            Carried::Number(x) => Ok(Some(*x)),
+                            _ => Err(mismatch(r)),
+                        })
+                        .collect::<Result<Float64Array, _>>()?,
+                ),
+                CarriedType::Utf8 => Arc::new(
+                    rows.iter()
+                        .map(|r| match &r.carried[c] {
+                            Carried::Null => Ok(None),
+                            Carried::Text(s) => Ok(Some(s.as_str())),
+                            _ => Err(mismatch(r)),
+                        })
+                        .collect::<Result<StringArray, _>>()?,
+                ),
+                CarriedType::Boolean => Arc::new(
+                    rows.iter()
+                        .map(|r| match &r.carried[c] {
+                            Carried::Null => Ok(None),
+                            Carried::Bool(b) => Ok(Some(*b)),
+                            _ => Err(mismatch(r)),
+                        })
+                        .collect::<Result<BooleanArray, _>>()?,
+                ),
+            };
+            columns.push(column);
+        }
         let batch = RecordBatch::try_new(self.schema.clone(), columns)
-            .map_err(|e| format!("{}: {e}", self.path.display()))?;
+            .map_err(|e| format!("{name}: {e}"))?;
         self.writer
             .write(&batch)
-            .map_err(|e| format!("{}: {e}", self.path.display()))?;
+            .map_err(|e| format!("{name}: {e}"))?;
         self.rows += rows.len() as u64;
         Ok(())
     }
 
-    /// Closes, syncs and renames the file into place; returns the rows written.
+    /// Closes, syncs and renames the file into place (and syncs its directory, so the
+    /// rename survives a crash); returns the rows written.
     pub fn finish(self) -> Result<u64, String> {
         let err = |e: &dyn std::fmt::Display| format!("{}: {e}", self.path.display());
         let file = self.writer.into_inner().map_err(|e| err(&e))?;
         file.sync_all().map_err(|e| err(&e))?;
         std::fs::rename(&self.tmp, &self.path).map_err(|e| err(&e))?;
+        sync_dir(&self.path).map_err(|e| err(&e))?;
         Ok(self.rows)
     }
 
@@ -192,6 +339,14 @@ impl CodesWriter {
         let tmp = self.tmp.clone();
         drop(self);
         let _ = std::fs::remove_file(tmp);
+    }
+}
+
+/// Syncs the directory holding `path`, so a rename into it is durable.
+pub fn sync_dir(path: &Path) -> std::io::Result<()> {
+    match path.parent() {
+        Some(dir) => File::open(dir)?.sync_all(),
+        None => Ok(()),
     }
 }
 

@@ -23,13 +23,29 @@ pub struct Record {
     /// The id field when present (strings as they are, integers in decimal).
     pub id: Option<String>,
     pub text: String,
+    /// The `--carry` fields' values, in [`Fields::carry`] order.
+    pub carried: Vec<Carried>,
+}
+
+/// One carried field's value in one row (`hermes label --carry`): what the codes files' column
+/// of the same name holds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Carried {
+    /// The row lacks the field, or it is JSON `null` / a Parquet null.
+    Null,
+    /// JSON numbers and Parquet numeric columns, as float64.
+    Number(f64),
+    Text(String),
+    Bool(bool),
 }
 
 /// Which fields to read.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Fields {
     pub text: String,
     pub id: String,
+    /// Fields copied into the codes files (`--carry`).
+    pub carry: Vec<String>,
 }
 
 /// A read failure; the message names the file (and row).
@@ -144,7 +160,29 @@ impl JsonlReader {
                 )));
             }
         };
-        Ok(Record { row, id, text })
+        let carried = self
+            .fields
+            .carry
+            .iter()
+            .map(|f| match obj.get(f) {
+                None | Some(serde_json::Value::Null) => Ok(Carried::Null),
+                Some(serde_json::Value::Number(n)) => {
+                    Ok(Carried::Number(n.as_f64().unwrap_or(f64::NAN)))
+                }
+                Some(serde_json::Value::String(s)) => Ok(Carried::Text(s.clone())),
+                Some(serde_json::Value::Bool(b)) => Ok(Carried::Bool(*b)),
+                Some(other) => Err(err(format!(
+                    "carried field `{f}` is {}, not a number, string or boolean",
+                    json_kind(other)
+                ))),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Record {
+            row,
+            id,
+            text,
+            carried,
+        })
     }
 }
 
@@ -200,6 +238,9 @@ impl ParquetReader {
         })?;
         let mut leaves = vec![text];
         leaves.extend(leaf(&fields.id));
+        leaves.extend(fields.carry.iter().filter_map(|f| leaf(f)));
+        leaves.sort_unstable();
+        leaves.dedup();
         let mask = ProjectionMask::leaves(schema, leaves);
         let batches = builder
             .with_projection(mask)
@@ -260,6 +301,19 @@ impl ParquetReader {
                 return;
             }
         };
+        let carried = match self
+            .fields
+            .carry
+            .iter()
+            .map(|f| carried_column(batch, f))
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(c) => c,
+            Err(m) => {
+                self.pending.push_back(Err(err(start, m)));
+                return;
+            }
+        };
         for (i, t) in text.into_iter().enumerate() {
             let row = start + i as u64;
             self.pending.push_back(match t {
@@ -267,6 +321,7 @@ impl ParquetReader {
                     row,
                     id: ids.as_ref().and_then(|ids| ids[i].clone()),
                     text,
+                    carried: carried.iter().map(|c| c[i].clone()).collect(),
                 }),
                 None => Err(err(
                     row,
@@ -275,6 +330,58 @@ impl ParquetReader {
             });
         }
     }
+}
+
+/// A carried column's values: numeric columns as float64, strings, booleans; a missing
+/// column is all nulls (as a JSON row without the field).
+fn carried_column(batch: &RecordBatch, column: &str) -> Result<Vec<Carried>, String> {
+    use arrow_array::cast::AsArray;
+    let n = batch.num_rows();
+    let Some(col) = batch.column_by_name(column) else {
+        return Ok(vec![Carried::Null; n]);
+    };
+    let valid = |i: usize| col.is_valid(i);
+    Ok(match col.data_type() {
+        DataType::Boolean => {
+            let a = col.as_boolean();
+            (0..n)
+                .map(|i| {
+                    if valid(i) {
+                        Carried::Bool(a.value(i))
+                    } else {
+                        Carried::Null
+                    }
+                })
+                .collect()
+        }
+        t if t.is_numeric() => {
+            let a = arrow_cast::cast(col, &DataType::Float64)
+                .map_err(|e| format!("carried column `{column}`: {e}"))?;
+            let a = a.as_primitive::<arrow_array::types::Float64Type>();
+            (0..n)
+                .map(|i| {
+                    if valid(i) {
+                        Carried::Number(a.value(i))
+                    } else {
+                        Carried::Null
+                    }
+                })
+                .collect()
+        }
+        _ => match strings(batch, column, false) {
+            Ok(Some(v)) => v
+                .into_iter()
+                .map(|s| s.map_or(Carried::Null, Carried::Text))
+                .collect(),
+            Ok(None) => vec![Carried::Null; n],
+            Err(_) => {
+                return Err(format!(
+                    "carried column `{column}` is {}, not numeric, string or boolean",
+                    col.data_type()
+                ));
+            }
+        },
+    })
 }
 
 /// A string column (or, when `integers` is set, also an integer one) as optional strings;

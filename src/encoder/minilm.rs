@@ -12,7 +12,7 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::value::TensorRef;
 
 use super::pool::SessionPool;
-use super::{Embedder, EncoderError, TokenizedText, Tokenizer};
+use super::{Embedder, EncoderError, Tier, TokenizedText, Tokenizer};
 
 /// Everything the encoder needs to start.
 #[derive(Debug, Clone)]
@@ -118,8 +118,8 @@ impl MiniLm {
 }
 
 impl Embedder for MiniLm {
-    fn kind(&self) -> &'static str {
-        "minilm"
+    fn tier(&self) -> Tier {
+        Tier::Minilm
     }
 
     fn dim(&self) -> usize {

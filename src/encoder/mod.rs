@@ -14,6 +14,8 @@ mod tokenize;
 
 use std::path::PathBuf;
 
+pub use crate::tier::Tier;
+
 pub use minilm::{EncoderConfig, MiniLm};
 pub use static_table::StaticEncoder;
 pub use tokenize::{TokenizedText, Tokenizer};
@@ -48,8 +50,8 @@ impl Embedded {
 /// A text encoder. Implementations must make a text's embedding independent of the other
 /// texts in its batch (codes must not depend on batch neighbours).
 pub trait Embedder: Send + Sync {
-    /// The tier name answers carry (`"minilm"`, `"static"`).
-    fn kind(&self) -> &'static str;
+    /// The tier this encoder implements (answers, caches and markers carry it).
+    fn tier(&self) -> Tier;
 
     /// Embedding width.
     fn dim(&self) -> usize;

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use safetensors::tensor::Dtype;
 
-use super::{Embedder, EncoderError, TokenizedText, Tokenizer};
+use super::{Embedder, EncoderError, Tier, TokenizedText, Tokenizer};
 
 /// The tensor's name in `static.safetensors`.
 pub const TABLE: &str = "static.table";
@@ -105,8 +105,8 @@ pub fn table_bytes(table: &[f32], vocab: usize, dim: usize) -> Vec<u8> {
 }
 
 impl Embedder for StaticEncoder {
-    fn kind(&self) -> &'static str {
-        "static"
+    fn tier(&self) -> Tier {
+        Tier::Static
     }
 
     fn dim(&self) -> usize {

@@ -39,20 +39,21 @@ pub enum FitError {
         "{n} documents cannot fit a codebook of {k}: need at least as many documents as the largest level"
     )]
     TooFew { n: usize, k: usize },
-    #[error("levels must be non-empty sizes of at least 2 (got {0:?})")]
-    Levels(Vec<usize>),
+    #[error("{0}")]
+    Levels(String),
     #[error("embedding {row} contains NaN or infinity")]
     NonFinite { row: usize },
     #[error("transform output dimension {0} is outside 1..={1}")]
     OutDim(usize, usize),
+    /// Coding the fitting sample with the new codebooks failed (a shape bug, not the data).
+    #[error("coding the fitting sample: {0}")]
+    Quantize(#[from] crate::quantize::QuantizeError),
 }
 
 /// Fits the transform and every level on `e` (`[n, dim]` encoder embeddings).
 pub fn fit(e: &[f32], dim: usize, config: &FitConfig) -> Result<Fitted, FitError> {
     let n = e.len() / dim;
-    if config.levels.is_empty() || config.levels.iter().any(|&k| k < 2) {
-        return Err(FitError::Levels(config.levels.clone()));
-    }
+    crate::quantize::check_levels(&config.levels).map_err(FitError::Levels)?;
     let kmax = *config.levels.iter().max().unwrap_or(&0);
     if n < kmax || n < 2 {
         return Err(FitError::TooFew { n, k: kmax });
@@ -93,9 +94,7 @@ pub fn fit(e: &[f32], dim: usize, config: &FitConfig) -> Result<Fitted, FitError
         books.push(run.centroids);
     }
     let quantizer = ResidualQuantizer::new(d, books);
-    let codes = quantizer
-        .encode(&z, config.levels.len())
-        .map_err(|_| FitError::NonFinite { row: 0 })?;
+    let codes = quantizer.encode(&z, config.levels.len())?;
     let stats = level_stats(&z, &codes, &quantizer);
     Ok(Fitted {
         transform,

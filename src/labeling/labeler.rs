@@ -7,6 +7,7 @@ use crate::batch::{BatchConfig, BatchError, Batcher, DocEmbedding, Workers};
 use crate::bundle::{BundleError, LoadOptions, MANIFEST, Model, invalid};
 use crate::encoder::{EncoderError, batch_shape, fastest_batch};
 use crate::quantize::{Code, QuantizeError};
+use crate::tier::Tier;
 
 /// One text's full code.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,6 +15,8 @@ pub struct Labeled {
     pub code: Code,
     /// The text had more tokens than the encoder's budget and was cut.
     pub truncated: bool,
+    /// `‖r_d‖` for d = 1..L: how far the text lies from its code at each depth.
+    pub residuals: Vec<f32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,10 +61,10 @@ pub async fn open(
 }
 
 impl Labeler {
-    /// A labeler for another tier of the same bundle (`"static"`), with its own batcher.
-    /// `None` when the bundle lacks that tier.
-    pub fn tier(&self, name: &str, batch: BatchConfig) -> Option<(Labeler, Workers)> {
-        let encoder = self.model.tier(name)?;
+    /// A labeler for another tier of the same bundle, with its own batcher. `None` when the
+    /// bundle lacks that tier.
+    pub fn for_tier(&self, tier: Tier, batch: BatchConfig) -> Option<(Labeler, Workers)> {
+        let encoder = self.model.embedder(tier)?;
         let (batcher, workers) = Batcher::start(encoder, batch);
         Some((
             Labeler {
@@ -72,9 +75,15 @@ impl Labeler {
         ))
     }
 
-    /// The tier this labeler runs (`"minilm"`, `"static"`).
-    pub fn encoder_kind(&self) -> &'static str {
-        self.batcher.encoder().kind()
+    /// The tier this labeler runs.
+    pub fn tier(&self) -> Tier {
+        self.batcher.encoder().tier()
+    }
+
+    /// The tier's weights digest where the fingerprint does not cover it (see
+    /// [`crate::keyspace::Namespace::weights`]).
+    pub fn weights_digest(&self) -> Option<String> {
+        self.model.weights_digest(self.tier())
     }
 
     pub fn model(&self) -> &Arc<Model> {
@@ -93,13 +102,20 @@ impl Labeler {
             .iter()
             .flat_map(|e| e.vector.iter().copied())
             .collect();
-        let codes = self.model.space.codes(&flat).map_err(LabelError::Codes)?;
+        let (codes, norms) = self
+            .model
+            .space
+            .codes_and_residuals(&flat)
+            .map_err(LabelError::Codes)?;
+        let levels = self.model.levels().len();
         Ok(codes
             .into_iter()
             .zip(embedded)
-            .map(|(code, e)| Labeled {
+            .zip(norms.chunks_exact(levels.max(1)))
+            .map(|((code, e), r)| Labeled {
                 code,
                 truncated: e.truncated,
+                residuals: r.to_vec(),
             })
             .collect())
     }

@@ -11,7 +11,7 @@ pub mod defaults {
 }
 
 /// Request limits (from `hermes serve`'s flags).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
     /// Documents per `/v1/label` (texts per `/v1/embed`, embeddings per `/v1/quantize`).
     pub max_docs: usize,

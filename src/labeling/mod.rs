@@ -14,4 +14,4 @@ mod service;
 
 pub use labeler::{LabelError, Labeled, Labeler, Opened, open};
 pub use limits::Limits;
-pub use service::{Document, LabeledDoc, Service, ServiceError, Tier};
+pub use service::{Document, LabeledDoc, Service, ServiceError, TierService};

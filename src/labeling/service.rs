@@ -12,6 +12,7 @@ use crate::bundle::Model;
 use crate::cache::TextCache;
 use crate::quantize::{Code, QuantizeError};
 use crate::store::{IdStore, StoreError, StoredCode};
+use crate::tier::Tier;
 
 /// Why a request could not be served, in the service's own terms.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,7 +70,10 @@ impl From<QuantizeError> for ServiceError {
 
 impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
-        Self::Unavailable(e.to_string())
+        match e {
+            StoreError::Unavailable(_) => Self::Unavailable(e.to_string()),
+            StoreError::Corrupt { .. } => Self::Internal(e.to_string()),
+        }
     }
 }
 
@@ -90,8 +94,9 @@ pub struct LabeledDoc {
     pub cached: bool,
 }
 
-/// One encoder tier with its own caches: codes of two tiers never answer for each other.
-pub struct Tier {
+/// One encoder tier's labeler with its own caches: codes of two tiers never answer for each
+/// other.
+pub struct TierService {
     pub labeler: Labeler,
     /// Content cache: a repeated text is not encoded again.
     pub texts: TextCache,
@@ -101,8 +106,8 @@ pub struct Tier {
 
 /// The tiers with the limits the HTTP API puts around them.
 pub struct Service {
-    /// `"minilm"`, and `"static"` when the bundle has it.
-    pub tiers: Vec<Tier>,
+    /// minilm, and static when the bundle has it.
+    pub tiers: Vec<TierService>,
     /// The tier used when a request names none (`--encoder`).
     pub default_tier: usize,
     pub limits: Limits,
@@ -138,21 +143,22 @@ impl Service {
     }
 
     /// The tier a request asks for (`None`: the server's default).
-    pub fn tier(&self, encoder: Option<&str>) -> Result<&Tier, ServiceError> {
-        let Some(name) = encoder else {
+    pub fn tier(&self, encoder: Option<Tier>) -> Result<&TierService, ServiceError> {
+        let Some(tier) = encoder else {
             return Ok(&self.tiers[self.default_tier]);
         };
         self.tiers
             .iter()
-            .find(|t| t.labeler.encoder_kind() == name)
+            .find(|t| t.labeler.tier() == tier)
             .ok_or_else(|| {
                 let have: Vec<&str> = self
                     .tiers
                     .iter()
-                    .map(|t| t.labeler.encoder_kind())
+                    .map(|t| t.labeler.tier().as_str())
                     .collect();
                 ServiceError::Validation(format!(
-                    "encoder {name:?} is not served here (this bundle has {})",
+                    "encoder {:?} is not served here (this bundle has {})",
+                    tier.as_str(),
                     have.join(", ")
                 ))
             })
@@ -188,7 +194,7 @@ impl Service {
     /// the id store before this returns (a store failure fails the request).
     pub async fn label(
         &self,
-        tier: &Tier,
+        tier: &TierService,
         docs: Vec<Document>,
     ) -> Result<Vec<LabeledDoc>, ServiceError> {
         let mut found: Vec<Option<(Arc<StoredCode>, bool)>> = Vec::with_capacity(docs.len());
@@ -240,7 +246,7 @@ impl Service {
     /// Raw encoder embeddings (before the transform).
     pub async fn embed(
         &self,
-        tier: &Tier,
+        tier: &TierService,
         texts: Vec<String>,
     ) -> Result<Vec<Vec<f32>>, ServiceError> {
         check_count("texts", texts.len(), self.limits.max_docs)?;
@@ -284,7 +290,7 @@ impl Service {
     /// The full codes remembered for `ids`, in order (`None` for unknown ids).
     pub async fn lookup(
         &self,
-        tier: &Tier,
+        tier: &TierService,
         ids: &[String],
     ) -> Result<Vec<Option<Arc<StoredCode>>>, ServiceError> {
         Ok(tier.ids.get_many(ids).await?)

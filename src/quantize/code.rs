@@ -34,9 +34,49 @@ impl Code {
     }
 }
 
+/// Codebook sizes hermes can store: each in `2..=65,536` (indices are u16 in the codes files
+/// and the id store), at most 255 levels (a u8 depth), and a full-depth cell that fits the
+/// codes files' u32 `cell` column. Checked by `hermes fit` before any work and by every load.
+pub fn check_levels(levels: &[usize]) -> Result<(), String> {
+    if levels.is_empty() || levels.len() > 255 {
+        return Err(format!(
+            "levels {levels:?}: need 1 to 255 levels, got {}",
+            levels.len()
+        ));
+    }
+    if let Some(&k) = levels.iter().find(|&&k| !(2..=65_536).contains(&k)) {
+        return Err(format!(
+            "levels {levels:?}: every codebook needs 2 to 65,536 entries, not {k}"
+        ));
+    }
+    let cells = levels
+        .iter()
+        .try_fold(1u64, |acc, &k| acc.checked_mul(k as u64));
+    if cells.is_none_or(|c| c > u64::from(u32::MAX) + 1) {
+        return Err(format!(
+            "levels {levels:?}: more than 2^32 full-depth cells (the u32 `cell` column)"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn levels_beyond_the_stored_widths_are_refused() {
+        assert!(check_levels(&[64, 64, 32]).is_ok());
+        assert!(check_levels(&[65_536, 2]).is_ok());
+        assert!(check_levels(&[64, 1]).unwrap_err().contains("not 1"));
+        assert!(check_levels(&[65_537]).unwrap_err().contains("65,536"));
+        assert!(check_levels(&[]).is_err());
+        assert!(
+            check_levels(&[65_536, 65_536, 2])
+                .unwrap_err()
+                .contains("2^32")
+        );
+    }
 
     #[test]
     fn label_and_cell_follow_the_contract() {

@@ -15,7 +15,7 @@ mod space;
 pub mod stats;
 mod transform;
 
-pub use code::Code;
+pub use code::{Code, check_levels};
 pub use space::CodeSpace;
 pub use transform::Transform;
 

@@ -34,6 +34,12 @@ impl CodeSpace {
     /// Full codes of row-major embeddings `[n, in_dim]`: refuses partial rows and NaN or
     /// infinity (naming the row), then transforms and quantizes.
     pub fn codes(&self, e: &[f32]) -> Result<Vec<Code>, QuantizeError> {
+        self.codes_and_residuals(e).map(|(codes, _)| codes)
+    }
+
+    /// Full codes and, per row, `‖r_d‖` for d = 1..L (row-major `[n, L]`): the distance from
+    /// each embedding's transform to its code's reconstruction at each depth.
+    pub fn codes_and_residuals(&self, e: &[f32]) -> Result<(Vec<Code>, Vec<f32>), QuantizeError> {
         let d = self.in_dim();
         if !e.len().is_multiple_of(d) {
             return Err(QuantizeError::Dimension {
@@ -46,7 +52,21 @@ impl CodeSpace {
             return Err(QuantizeError::NonFinite { row: pos / d });
         }
         let z = self.transform.apply(e);
-        self.quantizer.encode(&z, self.levels().len())
+        let levels = self.levels().len();
+        let codes = self.quantizer.encode(&z, levels)?;
+        let dim = self.quantizer.dim();
+        let mut norms = Vec::with_capacity(codes.len() * levels);
+        let mut r = vec![0f32; dim];
+        for (row, code) in z.chunks_exact(dim).zip(&codes) {
+            r.copy_from_slice(row);
+            for (l, &c) in code.0.iter().enumerate() {
+                let book = self.quantizer.codebook(l);
+                let centre = &book[c as usize * dim..(c as usize + 1) * dim];
+                r.iter_mut().zip(centre).for_each(|(x, c)| *x -= c);
+                norms.push(r.iter().map(|x| x * x).sum::<f32>().sqrt());
+            }
+        }
+        Ok((codes, norms))
     }
 
     /// The requested depth, defaulting to the full code.

@@ -1,8 +1,9 @@
 //! `hermes serve`: bind, load the bundle in the background, serve, drain on shutdown.
 //!
-//! [`serve`] takes a bound listener, the configuration and a shutdown future, in the style of
-//! mini-redis's `server::run`, so tests run the whole server in-process; [`run`] is the
-//! binary's entry: it binds, and turns SIGTERM/SIGINT into that future.
+//! [`serve`] takes a bound listener, the configuration ([`ServeConfig`]) and a shutdown
+//! future, in the style of mini-redis's `server::run`, so tests run the whole server
+//! in-process; `hermes serve` binds, and turns SIGTERM/SIGINT into that future with
+//! [`signal_then_deadline`].
 //!
 //! The listener is bound before the bundle loads so that `/healthz` answers (and `/readyz`
 //! says 503) during start-up. A bundle that fails verification stops the server with an
@@ -12,10 +13,12 @@
 //! early return can skip that), and `serve` returns. The binary exits anyway after
 //! `--shutdown-timeout-s`.
 
+mod config;
 mod telemetry;
 
+pub use config::{Batching, CacheConfig, ServeConfig, StoreConfig};
+
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,13 +26,13 @@ use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::api::app;
 use crate::api::state::AppState;
-use crate::api::{HttpConfig, app};
 use crate::batch::BatchConfig;
 use crate::cache::TextCache;
-use crate::cli::args::ServeArgs;
-use crate::labeling::{Limits, Service, Tier, open};
+use crate::labeling::{Labeler, Service, TierService, open};
 use crate::store::{IdStore, MemoryStore, Namespace, RedisStore, TieredStore};
+use crate::tier::Tier;
 
 /// The OpenAPI document this server publishes at `/openapi.json` (`hermes openapi` prints it):
 /// the command line reaches the HTTP layer only through the server.
@@ -37,38 +40,15 @@ pub fn openapi_json() -> &'static str {
     crate::api::openapi_json()
 }
 
-/// The binary's entry: logging, a runtime, the listener, signals.
-pub fn run(args: ServeArgs) -> Result<()> {
-    telemetry::init_logging(&args.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("start the async runtime")?;
-    runtime.block_on(async move {
-        let listener = TcpListener::bind((args.host.as_str(), args.port))
-            .await
-            .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
-        let addr: SocketAddr = listener.local_addr()?;
-        // Tests and scripts read this line to find a port chosen with --port 0.
-        println!("hermes listening on http://{addr}");
-        let grace = Duration::from_secs(args.shutdown_timeout_s);
-        serve(listener, args, signal_then_deadline(grace)).await
-    })
-}
-
 /// Serves `config`'s bundle on `listener` until `shutdown` resolves, then drains and returns.
 pub async fn serve(
     listener: TcpListener,
-    config: ServeArgs,
+    config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     check_config(&config)?;
     let state = AppState::new(config.api_key.clone(), telemetry::prometheus());
-    let http = HttpConfig {
-        max_body_bytes: config.max_body_bytes,
-        request_timeout: config.request_timeout(),
-        cors_origins: config.cors_origin.clone(),
-    };
+    let http = config.http.clone();
     let addr = listener.local_addr()?;
     tracing::info!(%addr, bundle = %config.bundle.display(), "listening; loading the bundle");
 
@@ -118,18 +98,20 @@ pub async fn serve(
 }
 
 /// Refuses flag combinations that could never work, before anything loads.
-fn check_config(config: &ServeArgs) -> Result<()> {
+fn check_config(config: &ServeConfig) -> Result<()> {
     anyhow::ensure!(
-        config.max_queue_docs >= config.max_docs_per_request,
+        config.batching.max_queue_docs >= config.limits.max_docs,
         "--max-queue-docs {} is below --max-docs-per-request {}: a full-size request could never be admitted",
-        config.max_queue_docs,
-        config.max_docs_per_request
+        config.batching.max_queue_docs,
+        config.limits.max_docs
     );
+    crate::api::check_cors_origins(&config.http.cors_origins)
+        .map_err(|e| anyhow::anyhow!("--cors-origin: {e}"))?;
     Ok(())
 }
 
 /// Loads and verifies the bundle and builds the service around it.
-async fn load(config: &ServeArgs) -> Result<(Service, Vec<crate::batch::Workers>)> {
+async fn load(config: &ServeConfig) -> Result<(Service, Vec<crate::batch::Workers>)> {
     // By default one single-threaded session per core, not spinning: parallel batches rather
     // than parallel operators. With one two-thread session, any other thread that runs (HTTP,
     // JSON, tokenizer, the load generator) stalls both ONNX Runtime threads at their next
@@ -142,15 +124,12 @@ async fn load(config: &ServeArgs) -> Result<(Service, Vec<crate::batch::Workers>
         n => n,
     };
     let options = config.runtime.load_options(sessions, false);
+    let b = &config.batching;
     let batch = BatchConfig {
-        max_batch_tokens: config.max_batch_tokens,
-        max_batch_docs: if config.max_batch_docs == 0 {
-            CALIBRATION_MAX
-        } else {
-            config.max_batch_docs
-        },
-        max_wait: config.max_wait(),
-        max_queue_docs: config.max_queue_docs,
+        max_batch_tokens: b.max_batch_tokens,
+        max_batch_docs: b.max_batch_docs.unwrap_or(CALIBRATION_MAX),
+        max_wait: b.max_wait,
+        max_queue_docs: b.max_queue_docs,
         workers: sessions,
         // When many documents wait, sort many together: batches of similar lengths pad less.
         // Nothing waits longer for it: a worker runs only the window's batch holding the
@@ -159,14 +138,14 @@ async fn load(config: &ServeArgs) -> Result<(Service, Vec<crate::batch::Workers>
     };
     let opened = open(&config.bundle, &options, batch).await?;
     let model = opened.labeler.model().clone();
-    if config.max_batch_docs == 0 {
+    if b.max_batch_docs.is_none() {
         calibrate(&opened.labeler).await?;
     }
     let max_tokens = model.encoder.max_tokens();
     anyhow::ensure!(
-        config.max_batch_tokens >= max_tokens,
+        b.max_batch_tokens >= max_tokens,
         "--max-batch-tokens {} is below the bundle's max_tokens {max_tokens}: a long text would not fit any batch",
-        config.max_batch_tokens
+        b.max_batch_tokens
     );
     // The minilm tier, and the static tier when the bundle has one, each with its own
     // batcher and caches (codes of two tiers never answer for each other).
@@ -175,35 +154,31 @@ async fn load(config: &ServeArgs) -> Result<(Service, Vec<crate::batch::Workers>
     let static_batch = BatchConfig {
         max_batch_tokens: usize::MAX,
         max_batch_docs: 256,
-        max_wait: config.max_wait(),
-        max_queue_docs: config.max_queue_docs,
+        max_wait: b.max_wait,
+        max_queue_docs: b.max_queue_docs,
         workers: 1,
         min_window_docs: 0,
     };
-    let other = opened.labeler.tier("static", static_batch);
+    let other = opened.labeler.for_tier(Tier::Static, static_batch);
     for labeler in std::iter::once(opened.labeler).chain(other.map(|(l, w)| {
         workers.push(w);
         l
     })) {
         let namespace = Namespace {
             fingerprint: model.fingerprint().to_string(),
-            encoder: labeler.encoder_kind().to_string(),
-            weights: model.tier_weights(labeler.encoder_kind()),
+            encoder: labeler.tier(),
+            weights: labeler.weights_digest(),
         };
-        tiers.push(Tier {
-            texts: TextCache::new(
-                namespace.clone(),
-                config.cache_texts,
-                config.cache_ttl(),
-                config.cache_idle(),
-            ),
+        let c = &config.cache;
+        tiers.push(TierService {
+            texts: TextCache::new(namespace.clone(), c.texts, c.ttl, c.idle),
             ids: id_store(config, namespace)?,
             labeler,
         });
     }
     let default_tier = tiers
         .iter()
-        .position(|t| t.labeler.encoder_kind() == config.encoder)
+        .position(|t| t.labeler.tier() == config.encoder)
         .ok_or_else(|| {
             anyhow::anyhow!(
                 "--encoder {}: the bundle {} has no {} tier (fit one with `hermes fit --static`)",
@@ -215,13 +190,7 @@ async fn load(config: &ServeArgs) -> Result<(Service, Vec<crate::batch::Workers>
     let service = Service {
         tiers,
         default_tier,
-        limits: Limits {
-            max_docs: config.max_docs_per_request,
-            max_text_chars: config.max_text_chars,
-            max_id_chars: config.max_id_chars,
-            max_items: config.max_items_per_request,
-            stream_concurrency: config.stream_concurrency,
-        },
+        limits: config.limits.clone(),
     };
     tracing::info!(
         name = model.name(),
@@ -232,19 +201,13 @@ async fn load(config: &ServeArgs) -> Result<(Service, Vec<crate::batch::Workers>
 }
 
 /// The moka id cache, in front of Redis when `--store` is given.
-fn id_store(config: &ServeArgs, namespace: Namespace) -> Result<Arc<dyn IdStore>> {
-    let l1: Arc<dyn IdStore> = Arc::new(MemoryStore::new(
-        namespace.clone(),
-        config.cache_ids,
-        config.cache_ttl(),
-        config.cache_idle(),
-    ));
-    let Some(url) = &config.store else {
+fn id_store(config: &ServeConfig, namespace: Namespace) -> Result<Arc<dyn IdStore>> {
+    let c = &config.cache;
+    let l1: Arc<dyn IdStore> = Arc::new(MemoryStore::new(namespace.clone(), c.ids, c.ttl, c.idle));
+    let Some(store) = &config.store else {
         return Ok(l1);
     };
-    let ttl = (config.store_ttl_s > 0).then(|| Duration::from_secs(config.store_ttl_s));
-    let timeout = Duration::from_millis(config.store_timeout_ms.max(1));
-    let shared = RedisStore::new(url, namespace, ttl, timeout)?;
+    let shared = RedisStore::new(&store.url, namespace, store.ttl, store.timeout)?;
     Ok(Arc::new(TieredStore {
         l1,
         shared: Arc::new(shared),
@@ -262,7 +225,7 @@ const SERVE_WINDOW_DOCS: usize = 256;
 /// Caps batches at the size measured fastest here, timed on the bundle's probe texts
 /// repeated to [`CALIBRATION_MAX`] documents (real texts of the corpus the bundle was fitted
 /// on; 3 rounds of 4 x 32 encodings, a few seconds).
-async fn calibrate(labeler: &crate::labeling::Labeler) -> Result<()> {
+async fn calibrate(labeler: &Labeler) -> Result<()> {
     let probes: Vec<String> = labeler
         .model()
         .manifest
@@ -290,7 +253,7 @@ async fn calibrate(labeler: &crate::labeling::Labeler) -> Result<()> {
 
 /// Resolves on SIGTERM or SIGINT, and arms a hard deadline: if draining takes longer than
 /// `grace`, the process exits with status 1.
-async fn signal_then_deadline(grace: Duration) {
+pub async fn signal_then_deadline(grace: Duration) {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -309,9 +272,9 @@ async fn signal_then_deadline(grace: Duration) {
     tracing::info!(grace_s = grace.as_secs(), "signal received");
     std::thread::spawn(move || {
         std::thread::sleep(grace);
-        eprintln!(
-            "hermes: draining took longer than {}s; exiting",
-            grace.as_secs()
+        tracing::error!(
+            grace_s = grace.as_secs(),
+            "draining took longer than the grace period; exiting"
         );
         std::process::exit(1);
     });

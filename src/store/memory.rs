@@ -23,7 +23,7 @@ impl MemoryStore {
         idle: Option<Duration>,
     ) -> Self {
         Self {
-            entries: crate::cache::build(capacity, ttl, idle),
+            entries: crate::keyspace::bounded(capacity, ttl, idle),
             namespace,
         }
     }
@@ -38,7 +38,7 @@ impl IdStore for MemoryStore {
             let mut out = Vec::with_capacity(ids.len());
             for id in ids {
                 let hit = self.entries.get(&self.namespace.key(id)).await;
-                crate::cache::record("id", hit.is_some());
+                crate::keyspace::record_lookup("id", hit.is_some());
                 out.push(hit);
             }
             Ok(out)
@@ -65,7 +65,7 @@ impl IdStore for MemoryStore {
         Box::pin(async move {
             // moka counts lazily: run pending maintenance first.
             self.entries.run_pending_tasks().await;
-            metrics::gauge!("hermes_cache_entries", "cache" => "id", "encoder" => self.namespace.encoder.clone())
+            metrics::gauge!("hermes_cache_entries", "cache" => "id", "encoder" => self.namespace.encoder.as_str())
                 .set(self.entries.entry_count() as f64);
         })
     }

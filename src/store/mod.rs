@@ -20,46 +20,17 @@ pub use memory::MemoryStore;
 pub use redis::RedisStore;
 pub use tiered::TieredStore;
 
-use crate::quantize::Code;
-
-/// A stored full code with the truncation flag of the text it came from.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredCode {
-    pub code: Code,
-    pub truncated: bool,
-}
-
-/// What a key is scoped to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Namespace {
-    /// The bundle fingerprint: codes are comparable only within one.
-    pub fingerprint: String,
-    /// The encoder tier (`minilm`, `static`).
-    pub encoder: String,
-    /// A digest of the tier's weights where the fingerprint does not cover them: the static
-    /// table, which `hermes fit --static-only` refits without touching the codebooks or the
-    /// fingerprint. Without it, ids stored before such a refit would keep answering with the
-    /// old table's codes. `None` for minilm, whose encoder the fingerprint covers.
-    pub weights: Option<String>,
-}
-
-impl Namespace {
-    /// `hermes:{fingerprint}:{encoder}:{id}`, or `hermes:{fingerprint}:{encoder}-{weights}:{id}`
-    /// for a tier with its own weights digest.
-    pub fn key(&self, id: &str) -> String {
-        // Written in one go: this runs for every id of every store call.
-        match &self.weights {
-            Some(w) => format!("hermes:{}:{}-{w}:{id}", self.fingerprint, self.encoder),
-            None => format!("hermes:{}:{}:{id}", self.fingerprint, self.encoder),
-        }
-    }
-}
+pub use crate::keyspace::{Namespace, StoredCode};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The store cannot be reached or did not answer in time.
     #[error("the id store is unavailable: {0}")]
     Unavailable(String),
+    /// The store answered with a value hermes did not write (another program's key, or a
+    /// damaged value): an error, not "unknown id", so the caller does not relabel over it.
+    #[error("the id store holds an undecodable value at {key}: {reason}")]
+    Corrupt { key: String, reason: String },
 }
 
 /// Id → full code, batched and fallible.
@@ -81,25 +52,4 @@ pub trait IdStore: Send + Sync {
 
     /// Publishes entry counts and the like as metrics (called when metrics are scraped).
     fn report(&self) -> BoxFuture<'_, ()>;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Namespace;
-
-    #[test]
-    fn a_refitted_static_table_does_not_answer_for_the_old_one() {
-        let ns = |encoder: &str, weights: Option<&str>| Namespace {
-            fingerprint: "d4cf1c3f79371e30".into(),
-            encoder: encoder.into(),
-            weights: weights.map(str::to_string),
-        };
-        assert_eq!(
-            ns("minilm", None).key("a"),
-            "hermes:d4cf1c3f79371e30:minilm:a"
-        );
-        let old = ns("static", Some("0011223344556677")).key("a");
-        assert_eq!(old, "hermes:d4cf1c3f79371e30:static-0011223344556677:a");
-        assert_ne!(old, ns("static", Some("8899aabbccddeeff")).key("a"));
-    }
 }

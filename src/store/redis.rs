@@ -48,9 +48,11 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> StoreError {
 pub fn encode(code: &StoredCode) -> Vec<u8> {
     let mut v = Vec::with_capacity(2 + 2 * code.code.0.len());
     v.push(u8::from(code.truncated));
-    v.push(code.code.0.len() as u8);
+    // Levels are at most 255 and indices below 65,536: `bundle` refuses anything larger.
+    v.push(u8::try_from(code.code.0.len()).expect("a bundle has at most 255 levels"));
     for &c in &code.code.0 {
-        v.extend_from_slice(&(c as u16).to_le_bytes());
+        let c = u16::try_from(c).expect("codebooks have at most 65,536 entries");
+        v.extend_from_slice(&c.to_le_bytes());
     }
     v
 }
@@ -177,8 +179,18 @@ impl IdStore for RedisStore {
                         }
                     })
                     .await?;
-                for v in values {
-                    out.push(v.as_deref().and_then(decode).map(Arc::new));
+                for (key, v) in keys.iter().zip(values) {
+                    out.push(match v {
+                        None => None,
+                        Some(bytes) => Some(Arc::new(decode(&bytes).ok_or_else(|| {
+                            let reason = format!("{} bytes, not a hermes code", bytes.len());
+                            tracing::error!(%key, %reason, "undecodable value in the id store");
+                            StoreError::Corrupt {
+                                key: key.clone(),
+                                reason,
+                            }
+                        })?)),
+                    });
                 }
             }
             Ok(out)
