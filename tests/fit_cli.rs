@@ -214,3 +214,34 @@ fn fit_then_eval_a_small_real_corpus() {
         "Uncategorized documents are not scored"
     );
 }
+
+/// Arguments that can never fit are refused before the corpus is embedded (which takes
+/// minutes): a bound of a few seconds holds on any machine, embedding 300 documents does not.
+#[test]
+fn bad_arguments_fail_before_any_embedding() {
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = write(tmp.path(), "c.jsonl", &(wiki_lines(300).join("\n") + "\n"));
+    let out = tmp.path().join("b");
+    let (c, o) = (corpus.to_str().unwrap(), out.to_str().unwrap());
+    for (flags, want) in [
+        (vec!["--whiten", "7"], "--whiten must be in [0, 1]"),
+        (vec!["--levels", "64,1"], "--levels: levels [64, 1]"),
+        (vec!["--levels", "70000"], "65,536"),
+        (
+            vec!["--static-only"],
+            "--static-only needs an existing bundle",
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        let mut args = vec!["fit", "--input", c, "--out", o];
+        args.extend(flags.iter().copied());
+        let r = hermes(&args);
+        let took = started.elapsed();
+        assert!(!r.status.success(), "{flags:?} was accepted");
+        assert!(stderr(&r).contains(want), "{flags:?}: {}", stderr(&r));
+        assert!(
+            took.as_secs_f64() < 3.0,
+            "{flags:?} took {took:?}: it embedded first"
+        );
+    }
+}

@@ -116,6 +116,14 @@ impl From<ServiceError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // The one place an error is logged, at the level it deserves: a server fault is an
+        // error; a 503 while loading, draining or overloaded is what a probe or a client
+        // expects to see now and then, not a fault.
+        match &self {
+            Self::Internal(message) => tracing::error!(%message, "internal error"),
+            Self::Unavailable(message) => tracing::debug!(%message, "unavailable"),
+            _ => {}
+        }
         let mut resp = (self.status(), Json(self.body())).into_response();
         if let Self::Overloaded { retry_after, .. } = &self {
             resp.headers_mut()

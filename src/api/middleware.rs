@@ -30,7 +30,9 @@ pub fn stack(router: Router<AppState>, config: &HttpConfig) -> Router<AppState> 
             .and(NotForContentType::GRPC)
             .and(NotForContentType::IMAGES),
     );
-    let trace = TraceLayer::new_for_http().make_span_with(|req: &Request| {
+    // Statuses are not failures to the trace layer: its default logs every 5xx at ERROR, a
+    // Kubernetes probe's 503 during start-up included. `ApiError` logs real faults itself.
+    let trace = TraceLayer::new_for_http().on_failure(()).make_span_with(|req: &Request| {
         let id = req
             .headers()
             .get(&REQUEST_ID)

@@ -239,9 +239,14 @@ impl Batcher {
         // Tokenize and enqueue on a blocking thread; the reservation is released by the worker
         // that takes each job (or here, if tokenization fails), never by a dropped request.
         let shared = self.shared.clone();
-        let enqueued = tokio::task::spawn_blocking(move || enqueue(&shared, &texts))
-            .await
-            .map_err(|_| BatchError::Closed)?;
+        let enqueued = match tokio::task::spawn_blocking(move || enqueue(&shared, &texts)).await {
+            Ok(result) => result,
+            // The tokenizer panicked: nothing was queued.
+            Err(e) => Err(BatchError::Encoder(EncoderError::Tokenize(format!(
+                "the tokenizer failed: {}",
+                panic_message(e.into_panic().as_ref())
+            )))),
+        };
         let (receivers, truncated) = match enqueued {
             Ok(v) => v,
             Err(e) => {
@@ -364,10 +369,22 @@ fn take_batch(shared: &Shared, q: &mut Queue) -> Option<Vec<Job>> {
     (!batch.is_empty()).then_some(batch)
 }
 
+/// Serves batches until the queue is closed and drained. A batch whose encoder call panics
+/// gets an error for each of its documents and the worker goes on: one bad batch must not
+/// leave every later request waiting for a worker that is gone.
 fn worker(shared: &Shared) {
     while let Some(batch) = next_batch(shared) {
         run_batch(shared, batch);
     }
+}
+
+/// The text of a panic's payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_string())
 }
 
 /// The batch to run next from a window of token `lengths` in queue order (oldest first): the
@@ -430,7 +447,16 @@ fn run_batch(shared: &Shared, jobs: Vec<Job>) {
     let refs: Vec<&TokenizedText> = jobs.iter().map(|j| &j.tokens).collect();
     let longest = refs.iter().map(|t| t.ids.len()).max().unwrap_or(0);
     let started = Instant::now();
-    let result = shared.encoder.embed_tokens(&refs);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        shared.encoder.embed_tokens(&refs)
+    }))
+    .unwrap_or_else(|payload| {
+        let message = panic_message(payload.as_ref());
+        tracing::error!(%message, docs = refs.len(), "the encoder panicked on a batch");
+        Err(EncoderError::Inference(format!(
+            "the encoder panicked: {message}"
+        )))
+    });
     metrics::histogram!("hermes_encoder_batch_seconds").record(started.elapsed().as_secs_f64());
     metrics::histogram!("hermes_batch_docs").record(jobs.len() as f64);
     metrics::histogram!("hermes_batch_tokens").record((longest * jobs.len()) as f64);
@@ -455,7 +481,131 @@ fn run_batch(shared: &Shared, jobs: Vec<Job>) {
 
 #[cfg(test)]
 mod tests {
-    use super::{cut, oldest_batch};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::{BatchConfig, BatchError, Batcher, cut, oldest_batch};
+    use crate::encoder::{Embedder, EncoderError, Tier, TokenizedText};
+
+    /// A deterministic encoder for the batcher's own logic: a text's embedding is its length
+    /// and first byte; "panic-tokenize" and "panic-embed" panic where their names say, and
+    /// "slow" takes 200 ms.
+    struct TestEmbedder;
+
+    impl Embedder for TestEmbedder {
+        fn tier(&self) -> Tier {
+            Tier::Static
+        }
+        fn dim(&self) -> usize {
+            2
+        }
+        fn max_tokens(&self) -> usize {
+            64
+        }
+        fn tokenize(&self, text: &str) -> Result<TokenizedText, EncoderError> {
+            assert_ne!(text, "panic-tokenize", "tokenizer bug");
+            Ok(TokenizedText {
+                ids: text.bytes().map(u32::from).collect(),
+                truncated: false,
+            })
+        }
+        fn embed_tokens(&self, batch: &[&TokenizedText]) -> Result<Vec<f32>, EncoderError> {
+            let panic: Vec<u32> = "panic-embed".bytes().map(u32::from).collect();
+            let slow: Vec<u32> = "slow".bytes().map(u32::from).collect();
+            let mut out = Vec::new();
+            for t in batch {
+                assert_ne!(t.ids, panic, "encoder bug");
+                if t.ids == slow {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                out.extend([
+                    t.ids.len() as f32,
+                    t.ids.first().copied().unwrap_or(0) as f32,
+                ]);
+            }
+            Ok(out)
+        }
+    }
+
+    fn batcher(queue: usize) -> (Batcher, super::Workers) {
+        Batcher::start(
+            Arc::new(TestEmbedder),
+            BatchConfig {
+                max_batch_tokens: 4096,
+                max_batch_docs: 4,
+                max_wait: Duration::ZERO,
+                max_queue_docs: queue,
+                workers: 1,
+                min_window_docs: 0,
+            },
+        )
+    }
+
+    fn texts(t: &[&str]) -> Vec<String> {
+        t.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn answers_in_order_and_refuses_what_does_not_fit() {
+        let (b, _w) = batcher(4);
+        let out = b.embed(texts(&["ab", "c", "defg"])).await.unwrap();
+        let lens: Vec<f32> = out.iter().map(|e| e.vector[0]).collect();
+        assert_eq!(lens, [2.0, 1.0, 4.0]);
+        let err = b
+            .embed(texts(&["a", "b", "c", "d", "e"]))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, BatchError::Overloaded { capacity: 4, .. }),
+            "{err}"
+        );
+        assert_eq!(b.queued(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_batch_fails_alone_and_the_worker_goes_on() {
+        let (b, _w) = batcher(8);
+        let err = b.embed(texts(&["panic-embed"])).await.unwrap_err();
+        assert!(err.to_string().contains("the encoder panicked"), "{err}");
+        let err = b.embed(texts(&["panic-tokenize"])).await.unwrap_err();
+        assert!(err.to_string().contains("tokenizer bug"), "{err}");
+        // Neither leaked its queue reservation, and the one worker still serves.
+        assert_eq!(b.queued(), 0);
+        assert_eq!(
+            b.embed(texts(&["ok"])).await.unwrap()[0].vector,
+            [2.0, 111.0]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn abandoned_documents_release_their_reservation_and_close_drains() {
+        let (b, w) = batcher(8);
+        // The worker is busy with "slow" while a request that gives up at once is queued.
+        let busy = tokio::spawn({
+            let b = b.clone();
+            async move { b.embed(texts(&["slow"])).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let gone = tokio::time::timeout(Duration::from_millis(10), b.embed(texts(&["x", "y"])));
+        assert!(
+            gone.await.is_err(),
+            "the slow batch should still be running"
+        );
+        assert!(busy.await.unwrap().is_ok());
+        // The abandoned documents were dropped, not left reserved.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while b.queued() > 0 {
+            assert!(std::time::Instant::now() < deadline, "reservation leaked");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::task::spawn_blocking(move || w.shutdown())
+            .await
+            .unwrap();
+        assert!(matches!(
+            b.embed(texts(&["late"])).await,
+            Err(BatchError::Closed)
+        ));
+    }
 
     #[test]
     fn the_oldest_document_is_in_the_next_batch() {

@@ -112,7 +112,7 @@ pub fn run(args: FitArgs) -> Result<()> {
     };
     let started = std::time::Instant::now();
     let fitted = fit(&e, dim, &config)?;
-    eprintln!(
+    tracing::info!(
         "fitted {} levels on {} documents in {:.1}s",
         args.levels.len(),
         docs.len(),

@@ -130,7 +130,7 @@ pub fn fit_static(
             / cs.len().max(1) as f64
     };
     let (l1, l12) = (agree(1), agree(2.min(space.levels().len())));
-    eprintln!(
+    tracing::info!(
         "static tier: {} documents fitted, {} held out: mean cosine {cosine:.3}, L1 agreement {l1:.3}, L12 agreement {l12:.3}",
         fit_idx.len(),
         test_idx.len()

@@ -3,7 +3,7 @@
 use anyhow::{Result, bail};
 
 use super::args::StatsArgs;
-use crate::corpus::codes::{code_files, read_codes};
+use crate::corpus::codes::{code_files, code_levels, read_codes};
 use crate::eval::buckets::BucketCounter;
 use crate::eval::plot::plot_svg;
 
@@ -15,22 +15,21 @@ pub fn run(args: StatsArgs) -> Result<()> {
             args.input.display()
         );
     }
-    let mut counter: Option<BucketCounter> = None;
-    let mut levels = 0;
-    for f in &files {
-        read_codes(f, |code| {
-            let c = counter.get_or_insert_with(|| {
-                levels = code.len();
-                BucketCounter::new(args.depth.unwrap_or(code.len()).clamp(1, code.len()))
-            });
-            c.add(code);
-        })
-        .map_err(anyhow::Error::msg)?;
-    }
+    // Checked against the first file's footer, before any file is read.
+    let levels = code_levels(&files[0]).map_err(anyhow::Error::msg)?;
     if let Some(d) = args.depth
-        && (d == 0 || (levels > 0 && d > levels))
+        && !(1..=levels).contains(&d)
     {
         bail!("--depth {d} is outside 1..={levels}");
+    }
+    let mut counter: Option<BucketCounter> = None;
+    for f in &files {
+        read_codes(f, |code| {
+            counter
+                .get_or_insert_with(|| BucketCounter::new(args.depth.unwrap_or(code.len())))
+                .add(code);
+        })
+        .map_err(anyhow::Error::msg)?;
     }
     let Some(counter) = counter else {
         bail!("{}: the codes files hold no rows", args.input.display());
@@ -42,7 +41,7 @@ pub fn run(args: StatsArgs) -> Result<()> {
     }
     if let Some(path) = &args.plot {
         plot_svg(&report, path).map_err(anyhow::Error::msg)?;
-        eprintln!("hermes stats: plot written to {}", path.display());
+        tracing::info!("hermes stats: plot written to {}", path.display());
     }
     Ok(())
 }

@@ -370,6 +370,27 @@ pub fn code_files(out: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(files)
 }
 
+/// The number of levels (`c1`.. columns) of a codes file, from its footer alone.
+pub fn code_levels(path: &Path) -> Result<usize, String> {
+    let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let file = File::open(path).map_err(|e| err(&e))?;
+    let reader = parquet::file::reader::SerializedFileReader::new(file).map_err(|e| err(&e))?;
+    let schema = parquet::file::reader::FileReader::metadata(&reader)
+        .file_metadata()
+        .schema_descr_ptr();
+    let levels = (0..schema.num_columns())
+        .filter(|&i| is_level_column(schema.column(i).name()))
+        .count();
+    if levels == 0 {
+        return Err(format!("{}: no c1.. columns", path.display()));
+    }
+    Ok(levels)
+}
+
+fn is_level_column(n: &str) -> bool {
+    n.len() > 1 && n.starts_with('c') && n[1..].chars().all(|c| c.is_ascii_digit())
+}
+
 /// Reads the `c1`.. columns of a codes file, calling `each` with one code per row.
 pub fn read_codes(path: &Path, mut each: impl FnMut(&[u16])) -> Result<usize, String> {
     use arrow_array::cast::AsArray;
@@ -381,10 +402,7 @@ pub fn read_codes(path: &Path, mut each: impl FnMut(&[u16])) -> Result<usize, St
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| err(&e))?;
     let schema = builder.parquet_schema();
     let levels: Vec<usize> = (0..schema.num_columns())
-        .filter(|&i| {
-            let n = schema.column(i).name().to_string();
-            n.len() > 1 && n.starts_with('c') && n[1..].chars().all(|c| c.is_ascii_digit())
-        })
+        .filter(|&i| is_level_column(schema.column(i).name()))
         .collect();
     if levels.is_empty() {
         return Err(format!("{}: no c1.. columns", path.display()));

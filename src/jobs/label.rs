@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use sha2::Digest;
 
 use super::progress::{Counter, Reporter};
 use super::{Shard, block_on};
@@ -181,7 +182,7 @@ pub fn run(job: &LabelJob) -> Result<LabelSummary, LabelJobError> {
             // A sum of table rows: any batch size costs the same per document.
             (Tier::Static, _) => {}
             (Tier::Minilm, Some(n)) => labeler.batcher().set_max_batch_docs(n),
-            (Tier::Minilm, None) => calibrate(&labeler, &mine, &job.fields)?,
+            (Tier::Minilm, None) => calibrate(&labeler, &mine, job, &options)?,
         }
         let reporter = Reporter::start(
             "label",
@@ -281,12 +282,60 @@ fn check_markers(out: &Path, files: &[InputFile], ours: &Writer) -> Result<(), L
 /// Documents of the shard's first readable input used to measure the best batch size.
 const CALIBRATION_DOCS: usize = 32;
 
-/// Sets the batcher's batch size to the one measured fastest on this CPU, on real documents
-/// of this shard (once per task).
-fn calibrate(labeler: &Labeler, files: &[InputFile], fields: &Fields) -> Result<(), LabelJobError> {
+/// A batch shape measured for one kind of machine, kept in `out/calibration/` so that the
+/// other tasks of an array on the same kind of machine reuse it instead of paying the
+/// measurement (seconds to tens of seconds) each.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+struct Measured {
+    /// What the measurement depends on: CPU model, cores, sessions, threads, bundle.
+    machine: String,
+    best: usize,
+    padding: f64,
+}
+
+/// The kind of machine a measurement holds for.
+fn machine_key(labeler: &Labeler, options: &crate::bundle::LoadOptions) -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!(
+        "{cpu}; {cores} cores; {} sessions x {} threads; bundle {}",
+        options.sessions,
+        options.intra_threads,
+        labeler.model().fingerprint()
+    )
+}
+
+/// Sets the batcher's batch shape to the one measured fastest on this kind of machine: from
+/// `out/calibration/` when another task measured it, else on real documents of this shard.
+fn calibrate(
+    labeler: &Labeler,
+    files: &[InputFile],
+    job: &LabelJob,
+    options: &crate::bundle::LoadOptions,
+) -> Result<(), LabelJobError> {
+    let machine = machine_key(labeler, options);
+    let digest = hex::encode(&sha2::Sha256::digest(machine.as_bytes())[..8]);
+    let path = job.out.join("calibration").join(format!("{digest}.json"));
+    let known = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|s| serde_json::from_str::<Measured>(&s).ok())
+        .filter(|m| m.machine == machine);
+    if let Some(m) = known {
+        tracing::info!(best = m.best, padding = m.padding, file = %path.display(), "batch shape measured earlier on this kind of machine");
+        labeler.batcher().set_batch_shape(m.best, m.padding);
+        return Ok(());
+    }
     let fields = Fields {
         carry: Vec::new(),
-        ..fields.clone()
+        ..job.fields.clone()
     };
     let texts: Vec<String> = files
         .iter()
@@ -298,7 +347,23 @@ fn calibrate(labeler: &Labeler, files: &[InputFile], fields: &Fields) -> Result<
         return Ok(());
     }
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    labeler.calibrate(&refs, 32)?;
+    let rates = labeler.calibrate(&refs, 32)?;
+    let (best, padding) = crate::encoder::batch_shape(&rates);
+    let m = Measured {
+        machine,
+        best,
+        padding,
+    };
+    // Best effort: a task that cannot write it has still measured for itself.
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(path.parent().expect("has a parent"))?;
+        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&m)?)?;
+        std::fs::rename(&tmp, &path)
+    };
+    if let Err(e) = write() {
+        tracing::warn!(file = %path.display(), error = %e, "could not keep the measured batch shape");
+    }
     Ok(())
 }
 

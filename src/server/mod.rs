@@ -140,6 +140,7 @@ async fn load(config: &ServeConfig) -> Result<(Service, Vec<crate::batch::Worker
     let model = opened.labeler.model().clone();
     if b.max_batch_docs.is_none() {
         calibrate(&opened.labeler).await?;
+        release_freed_memory();
     }
     let max_tokens = model.encoder.max_tokens();
     anyhow::ensure!(
@@ -249,6 +250,18 @@ async fn calibrate(labeler: &Labeler) -> Result<()> {
     .await
     .context("the calibration task failed")??;
     Ok(())
+}
+
+/// Hands the heap that the batch-size measurement freed back to the system. glibc keeps
+/// what a burst of large batches freed, so idle RSS moved with the measurement's largest
+/// batch (402 to 727 MiB over four starts); a trim once, after it, costs nothing later.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel; it has no
+    // preconditions and touches no live allocation.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT, and arms a hard deadline: if draining takes longer than
