@@ -53,7 +53,7 @@ mkdir -p "$CACHE/pkgs" "$CACHE/ort" "$CACHE/data"
 
 # 1. Python venv for the exporter (and the conformance tools).
 VENV_PY=$CACHE/venv/bin/python
-if ! "$VENV_PY" -c 'import numpy, onnx, schemathesis, onnxruntime, tokenizers, kubernetes_validate' 2>/dev/null; then
+if ! "$VENV_PY" -c 'import numpy, onnx, schemathesis, onnxruntime, tokenizers, kubernetes_validate, pyarrow' 2>/dev/null; then
   say "creating $CACHE/venv"
   "$PY" -m venv "$CACHE/venv"
   "$VENV_PY" -m pip install -q --upgrade pip >&2

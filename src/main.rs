@@ -10,7 +10,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("hermes: {}", one_line(&e));
-            ExitCode::FAILURE
+            // A mixture that cannot meet its budget is its own outcome (DESIGN.md: exit 2).
+            match e.downcast_ref::<hermes::jobs::mix::MixError>() {
+                Some(hermes::jobs::mix::MixError::Short { .. }) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -45,6 +45,36 @@ pub enum Command {
     Label(LabelArgs),
     /// Bucket sizes, entropy and perplexity per depth of a `hermes label` output.
     Stats(StatsArgs),
+    /// Build a training mixture from labeled codes: plan.json, plan.svg and selection/.
+    Mix(MixArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MixArgs {
+    /// `hermes label` output directories (their codes/ and done/ are read).
+    #[arg(long, env = "HERMES_CODES", required = true, num_args = 1..)]
+    pub codes: Vec<PathBuf>,
+    /// The mixture spec (TOML; see DESIGN.md "Mixtures").
+    #[arg(long, env = "HERMES_SPEC")]
+    pub spec: PathBuf,
+    /// Output directory: plan.json, plan.svg, selection/ and done/.
+    #[arg(long, env = "HERMES_OUT")]
+    pub out: PathBuf,
+    /// Write the plan and the plot only (a preview).
+    #[arg(long, env = "HERMES_PLAN_ONLY")]
+    pub plan_only: bool,
+    /// Select what there is when the budget cannot be met (otherwise exit 2).
+    #[arg(long, env = "HERMES_ALLOW_SHORT")]
+    pub allow_short: bool,
+    /// This task's index (default: from Slurm or JOB_COMPLETION_INDEX, else 0).
+    #[arg(long, env = "HERMES_SHARD_INDEX")]
+    pub shard_index: Option<usize>,
+    /// Number of tasks (default: from Slurm, else 1).
+    #[arg(long, env = "HERMES_SHARD_COUNT")]
+    pub shard_count: Option<usize>,
+    /// Seconds between progress lines when stderr is not a terminal.
+    #[arg(long, env = "HERMES_PROGRESS_INTERVAL_S", default_value_t = 10)]
+    pub progress_interval_s: u64,
 }
 
 #[derive(Debug, Args)]

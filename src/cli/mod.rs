@@ -8,6 +8,7 @@ mod eval;
 mod fit;
 mod fit_static;
 mod label;
+mod mix;
 mod serve;
 mod stats;
 
@@ -30,6 +31,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Embed(args) => embed::run(args),
         Command::Label(args) => label::run(args),
         Command::Stats(args) => stats::run(args),
+        Command::Mix(args) => mix::run(args),
         Command::Serve(args) => serve::run(*args),
         Command::Openapi => {
             print!("{}", crate::server::openapi_json());

@@ -85,7 +85,7 @@ impl Done {
 
 /// Removes temporaries of `path` left by a killed task (one task owns an input file at a
 /// time, so any temporary found before starting it is stale).
-fn clear_stale(path: &Path) {
+pub(crate) fn clear_stale(path: &Path) {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return;
     };
@@ -99,7 +99,7 @@ fn clear_stale(path: &Path) {
     }
 }
 
-fn tmp_name(path: &Path) -> PathBuf {
+pub(crate) fn tmp_name(path: &Path) -> PathBuf {
     let mut p = path.as_os_str().to_owned();
     p.push(format!(".tmp-{}", std::process::id()));
     PathBuf::from(p)

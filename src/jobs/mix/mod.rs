@@ -1,0 +1,611 @@
+//! The mix job (DESIGN.md "Mixtures"): labeled codes + a spec → `plan.json`, `plan.svg` and
+//! `selection/<codes path>.parquet` (`id`, `row`, `copies`) with done markers.
+//!
+//! - [`spec`]: the TOML spec and its checks; [`quota`]: the arithmetic of rules 2 to 4;
+//!   [`rows`]: reading the codes, the row key and the candidate order; [`cut`]: the passes
+//!   that find each group's cut rows; [`plan`]: all of it put together.
+//! - The plan is made once (by `--plan-only`, or by the first task that finds none) and
+//!   written by rename; every task reuses it when its spec and codes digests match and
+//!   refuses it otherwise. A task then selects its files (I, I+N, …) in one pass each, with
+//!   nothing but the plan's per-group cuts in memory, so the selection does not depend on the
+//!   number of tasks or the order of the files.
+
+pub mod cut;
+pub mod plan;
+pub mod quota;
+pub mod rows;
+pub mod spec;
+mod svg;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt16Array, UInt64Array};
+use arrow_schema::{DataType, Field, Schema};
+use parquet::arrow::ArrowWriter;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::Shard;
+use super::progress::{Counter, Reporter};
+use crate::corpus::codes::{Done, clear_stale, code_files, code_levels, sync_dir, tmp_name};
+use plan::{CodesFile, GroupCut, Line, Plan, Totals, pack, unhex};
+use rows::{Columns, key_hash, order_key, scan};
+pub use spec::Spec;
+
+/// What to mix and where.
+#[derive(Debug, Clone)]
+pub struct MixJob {
+    /// `hermes label` output directories (their `codes/` and `done/`).
+    pub codes: Vec<PathBuf>,
+    /// The spec file (TOML).
+    pub spec: PathBuf,
+    pub out: PathBuf,
+    /// Write the plan and the plot only.
+    pub plan_only: bool,
+    /// Select what can be selected when the budget cannot be met, instead of failing.
+    pub allow_short: bool,
+    pub shard: Shard,
+    pub progress_interval: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MixError {
+    #[error("{path}: {message}")]
+    Spec { path: String, message: String },
+    #[error("{0}")]
+    Codes(String),
+    #[error("{0}")]
+    Plan(String),
+    /// The budget cannot be met under the epoch cap; `plan.json` says where.
+    #[error(
+        "the mixture is short by {shortfall} {unit} of the budget {budget} (see {plan}); rerun with --allow-short to select what there is"
+    )]
+    Short {
+        shortfall: f64,
+        budget: f64,
+        unit: String,
+        plan: String,
+    },
+    #[error("{} codes file(s) failed:\n  {}", .0.len(), .0.join("\n  "))]
+    Failed(Vec<String>),
+}
+
+/// What a task did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MixSummary {
+    pub plan: PathBuf,
+    /// Whether this task computed the plan (rather than reusing one).
+    pub planned: bool,
+    pub short: bool,
+    pub files: usize,
+    pub selected_files: usize,
+    pub skipped: usize,
+    /// Rows read by this task, over every pass.
+    pub rows_read: u64,
+    pub seconds: f64,
+}
+
+/// A selection file's done marker.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SelectionDone {
+    pub codes: String,
+    /// Rows read and rows written.
+    pub rows: u64,
+    pub selected: u64,
+    pub copies: u64,
+    pub seconds: f64,
+    pub spec_digest: String,
+    pub codes_digest: String,
+}
+
+pub fn run(job: &MixJob) -> Result<MixSummary, MixError> {
+    let started = Instant::now();
+    let text = std::fs::read_to_string(&job.spec).map_err(|e| MixError::Spec {
+        path: job.spec.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let spec_err = |message: String| MixError::Spec {
+        path: job.spec.display().to_string(),
+        message,
+    };
+    let spec = Spec::parse(&text).map_err(spec_err)?;
+    let (files, marker) = list_codes(&job.codes)?;
+    let levels = code_levels(&files[0].path).map_err(MixError::Codes)?;
+    spec.check(levels).map_err(spec_err)?;
+    if spec.group_depth() > plan::MAX_DEPTH {
+        return Err(spec_err(format!(
+            "mixtures read at most {} levels",
+            plan::MAX_DEPTH
+        )));
+    }
+    for (what, col) in spec.columns() {
+        for f in &files {
+            rows::check_numeric(&f.path, what, col).map_err(spec_err)?;
+        }
+    }
+    let spec_digest = digest(&serde_json::to_vec(&spec).expect("a spec serialises"));
+    let codes_digest = codes_digest(&files)?;
+
+    let counter = Arc::new(Counter::default());
+    let plan_path = job.out.join("plan.json");
+    let existing = read_plan(&plan_path)?;
+    let (plan, planned) = match existing {
+        Some(p) if p.spec_digest == spec_digest && p.codes_digest == codes_digest => (p, false),
+        Some(_) => {
+            return Err(MixError::Plan(format!(
+                "{} was made from another spec or other codes: use another --out",
+                plan_path.display()
+            )));
+        }
+        None => {
+            let reporter = Reporter::start(
+                "mix",
+                "rows",
+                files.len(),
+                counter.clone(),
+                job.progress_interval,
+            );
+            let parts = plan::make(&spec, &files, &counter);
+            reporter.finish();
+            let parts = parts.map_err(MixError::Plan)?;
+            let plan = dress(&spec, parts, &files, &marker, spec_digest, codes_digest);
+            write_plan(&job.out, &plan)?;
+            (plan, true)
+        }
+    };
+    let mut summary = MixSummary {
+        plan: plan_path.clone(),
+        planned,
+        short: plan.short,
+        files: 0,
+        selected_files: 0,
+        skipped: 0,
+        rows_read: 0,
+        seconds: 0.0,
+    };
+    if plan.short && !job.allow_short {
+        return Err(MixError::Short {
+            shortfall: plan.totals.shortfall,
+            budget: plan.totals.budget,
+            unit: plan.unit.clone(),
+            plan: plan_path.display().to_string(),
+        });
+    }
+    if !job.plan_only {
+        select(job, &spec, &plan, &files, &counter, &mut summary)?;
+    }
+    summary.rows_read = counter.get();
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// Every codes file of the `--codes` directories, sorted by name, and the marker all agree
+/// on; refuses files without a done marker and codes of different labelers.
+fn list_codes(dirs: &[PathBuf]) -> Result<(Vec<CodesFile>, Done), MixError> {
+    // Named by the sorted directory list, so the order of `--codes` changes nothing.
+    let mut dirs = dirs.to_vec();
+    dirs.sort();
+    dirs.dedup();
+    let dirs = &dirs[..];
+    let mut files = Vec::new();
+    let mut first: Option<(String, Done)> = None;
+    for (d, dir) in dirs.iter().enumerate() {
+        let found = code_files(dir).map_err(MixError::Codes)?;
+        for path in found {
+            let rel = path
+                .strip_prefix(dir.join("codes"))
+                .expect("code_files lists under codes/")
+                .to_path_buf();
+            let input = rel
+                .to_string_lossy()
+                .trim_end_matches(".parquet")
+                .to_string();
+            let marker_path = dir.join("done").join(format!("{input}.json"));
+            let done = Done::read(&marker_path)
+                .map_err(MixError::Codes)?
+                .ok_or_else(|| {
+                    MixError::Codes(format!(
+                        "{}: no done marker {}: the labeling of this file did not finish",
+                        path.display(),
+                        marker_path.display()
+                    ))
+                })?;
+            match &first {
+                None => first = Some((path.display().to_string(), done.clone())),
+                Some((at, f)) => {
+                    if (&f.fingerprint, f.encoder, &f.weights)
+                        != (&done.fingerprint, done.encoder, &done.weights)
+                    {
+                        return Err(MixError::Codes(format!(
+                            "{} was labeled by bundle {} with the {} encoder, {at} by bundle {} with the {} encoder: codes of different labelers are not comparable",
+                            path.display(),
+                            done.fingerprint,
+                            done.encoder,
+                            f.fingerprint,
+                            f.encoder
+                        )));
+                    }
+                }
+            }
+            let name = if dirs.len() == 1 {
+                rel.to_string_lossy().into_owned()
+            } else {
+                format!("{d}/{}", rel.to_string_lossy())
+            };
+            files.push(CodesFile { name, path });
+        }
+    }
+    let Some((_, marker)) = first else {
+        return Err(MixError::Codes(format!(
+            "no codes/*.parquet under {}",
+            dirs.iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    };
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok((files, marker))
+}
+
+fn digest(bytes: &[u8]) -> String {
+    hex::encode(&Sha256::digest(bytes)[..16])
+}
+
+/// What identifies the codes: each file's name, byte length and marker.
+fn codes_digest(files: &[CodesFile]) -> Result<String, MixError> {
+    let mut h = Sha256::new();
+    for f in files {
+        let len = std::fs::metadata(&f.path)
+            .map_err(|e| MixError::Codes(format!("{}: {e}", f.path.display())))?
+            .len();
+        h.update(f.name.as_bytes());
+        h.update([0]);
+        h.update(len.to_le_bytes());
+    }
+    Ok(hex::encode(&h.finalize()[..16]))
+}
+
+fn read_plan(path: &Path) -> Result<Option<Plan>, MixError> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => serde_json::from_str(&s)
+            .map(Some)
+            .map_err(|e| MixError::Plan(format!("{}: not a plan: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(MixError::Plan(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// Writes `plan.json` and `plan.svg` by rename.
+fn write_plan(out: &Path, plan: &Plan) -> Result<(), MixError> {
+    let io = |p: &Path, e: std::io::Error| MixError::Plan(format!("{}: {e}", p.display()));
+    std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
+    let svg_path = out.join("plan.svg");
+    let tmp = tmp_name(&svg_path);
+    svg::plot(plan, &tmp).map_err(MixError::Plan)?;
+    std::fs::rename(&tmp, &svg_path).map_err(|e| io(&svg_path, e))?;
+    let path = out.join("plan.json");
+    let tmp = tmp_name(&path);
+    let body = serde_json::to_vec_pretty(plan).expect("a plan serialises");
+    std::fs::write(&tmp, body).map_err(|e| io(&tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
+    sync_dir(&path).map_err(|e| io(&path, e))
+}
+
+/// The plan with its shares and totals filled in.
+fn dress(
+    spec: &Spec,
+    parts: plan::PlanParts,
+    files: &[CodesFile],
+    marker: &Done,
+    spec_digest: String,
+    codes_digest: String,
+) -> Plan {
+    let selected: f64 = parts.groups.iter().map(|g| g.line.selected_size).sum();
+    let share = |x: f64| if selected > 0.0 { x / selected } else { 0.0 };
+    let budget = spec.budget;
+    let mut buckets: Vec<Line> = Vec::new();
+    let mut groups = Vec::with_capacity(parts.groups.len());
+    for g in parts.groups {
+        if buckets.last().is_none_or(|b| b.label != g.bucket) {
+            let i = buckets.len();
+            buckets.push(Line {
+                label: g.bucket.clone(),
+                rows: 0,
+                excluded: 0,
+                candidates: 0,
+                size: 0.0,
+                target_share: parts.bucket_shares[i],
+                quota: parts.bucket_quotas[i],
+                selected_size: 0.0,
+                selected_share: 0.0,
+                largest_copies: 0,
+            });
+        }
+        let b = buckets.last_mut().expect("pushed above");
+        b.rows += g.line.rows;
+        b.excluded += g.line.excluded;
+        b.candidates += g.line.candidates;
+        b.size += g.line.size;
+        b.selected_size += g.line.selected_size;
+        b.largest_copies = b.largest_copies.max(g.line.largest_copies);
+        let mut line = g.line;
+        line.target_share = if budget > 0.0 {
+            line.quota / budget
+        } else {
+            0.0
+        };
+        line.selected_share = share(line.selected_size);
+        groups.push(GroupCut {
+            line,
+            bucket: g.bucket,
+            base_copies: g.base_copies,
+            quality_cut: g.quality_cut.as_ref().map(plan::hex),
+            extra_cut: g.extra_cut.as_ref().map(plan::hex),
+        });
+    }
+    for b in &mut buckets {
+        b.selected_share = share(b.selected_size);
+    }
+    let totals = Totals {
+        rows: buckets.iter().map(|b| b.rows).sum(),
+        excluded: buckets.iter().map(|b| b.excluded).sum(),
+        candidates: buckets.iter().map(|b| b.candidates).sum(),
+        size: buckets.iter().map(|b| b.size).sum(),
+        budget,
+        quota: parts.bucket_quotas.iter().sum(),
+        selected_size: selected,
+        shortfall: parts.shortfall,
+    };
+    Plan {
+        spec: spec.clone(),
+        spec_digest,
+        codes_digest,
+        fingerprint: marker.fingerprint.clone(),
+        encoder: marker.encoder,
+        unit: spec.size.clone(),
+        files: files.iter().map(|f| f.name.clone()).collect(),
+        totals,
+        short: parts.short,
+        buckets,
+        groups,
+    }
+}
+
+/// A group's cuts as the selection pass needs them.
+struct Selecting {
+    base: u16,
+    quality: Option<rows::OrderKey>,
+    extra: Option<rows::OrderKey>,
+}
+
+/// This task's share of the files: one pass each, rows with copies ≥ 1 written in row order.
+fn select(
+    job: &MixJob,
+    spec: &Spec,
+    plan: &Plan,
+    files: &[CodesFile],
+    counter: &Arc<Counter>,
+    summary: &mut MixSummary,
+) -> Result<(), MixError> {
+    let mut index = std::collections::HashMap::new();
+    let mut cuts = Vec::with_capacity(plan.groups.len());
+    for g in &plan.groups {
+        let code: Vec<u16> = g
+            .line
+            .label
+            .split('.')
+            .map(|c| {
+                c.parse()
+                    .map_err(|_| MixError::Plan(format!("bad label {}", g.line.label)))
+            })
+            .collect::<Result<_, _>>()?;
+        index.insert(pack(&code), cuts.len());
+        cuts.push(Selecting {
+            base: u16::try_from(g.base_copies)
+                .map_err(|_| MixError::Plan("copies over u16".into()))?,
+            quality: g
+                .quality_cut
+                .as_deref()
+                .map(unhex)
+                .transpose()
+                .map_err(MixError::Plan)?,
+            extra: g
+                .extra_cut
+                .as_deref()
+                .map(unhex)
+                .transpose()
+                .map_err(MixError::Plan)?,
+        });
+    }
+    let cols = Columns {
+        depth: spec.group_depth(),
+        size: (!spec.by_docs()).then(|| spec.size.clone()),
+        quality: spec.quality().map(|(q, _)| q.to_string()),
+        id: true,
+    };
+    let Shard { index: task, count } = job.shard;
+    let mine: Vec<(usize, &CodesFile)> = files
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % count == task)
+        .collect();
+    summary.files = mine.len();
+    let reporter = Reporter::start(
+        "mix",
+        "rows",
+        mine.len(),
+        counter.clone(),
+        job.progress_interval,
+    );
+    let mut failed = Vec::new();
+    for (n, (fi, f)) in mine.iter().enumerate() {
+        let out = job.out.join("selection").join(&f.name);
+        let done_path = job.out.join("done").join(format!("{}.json", f.name));
+        let done: Option<SelectionDone> = std::fs::read_to_string(&done_path)
+            .ok()
+            .and_then(|s| serde_json::from_str(&s).ok());
+        if let Some(d) = done
+            && d.spec_digest == plan.spec_digest
+            && d.codes_digest == plan.codes_digest
+            && out.is_file()
+        {
+            summary.skipped += 1;
+            reporter.file_done(n + 1, Path::new(&f.name), None);
+            continue;
+        }
+        let started = Instant::now();
+        match select_file(f, *fi as u32, spec.seed, &cols, &index, &cuts, &out) {
+            Ok((rows, selected, copies)) => {
+                counter.add(rows);
+                let marker = SelectionDone {
+                    codes: f.name.clone(),
+                    rows,
+                    selected,
+                    copies,
+                    seconds: started.elapsed().as_secs_f64(),
+                    spec_digest: plan.spec_digest.clone(),
+                    codes_digest: plan.codes_digest.clone(),
+                };
+                if let Err(e) = write_marker(&done_path, &marker) {
+                    failed.push(format!("{}: {e}", done_path.display()));
+                    continue;
+                }
+                summary.selected_files += 1;
+                reporter.file_done(n + 1, Path::new(&f.name), Some(selected));
+            }
+            Err(e) => {
+                reporter.failed(&e);
+                failed.push(e);
+            }
+        }
+    }
+    reporter.finish();
+    if !failed.is_empty() {
+        return Err(MixError::Failed(failed));
+    }
+    Ok(())
+}
+
+fn write_marker(path: &Path, marker: &SelectionDone) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    clear_stale(path);
+    let tmp = tmp_name(path);
+    let file = std::fs::File::create(&tmp)?;
+    serde_json::to_writer_pretty(&file, marker)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    sync_dir(path)
+}
+
+/// Rows of the selection buffered before a write.
+const WRITE_BATCH: usize = 65_536;
+
+/// Selects from one codes file; returns rows read, rows selected and copies.
+fn select_file(
+    f: &CodesFile,
+    fi: u32,
+    seed: u64,
+    cols: &Columns,
+    index: &std::collections::HashMap<u128, usize>,
+    cuts: &[Selecting],
+    out: &Path,
+) -> Result<(u64, u64, u64), String> {
+    let err = |e: &dyn std::fmt::Display| format!("{}: {e}", out.display());
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
+    }
+    clear_stale(out);
+    let tmp = tmp_name(out);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("row", DataType::UInt64, false),
+        Field::new("copies", DataType::UInt16, false),
+    ]));
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::ZSTD(
+            parquet::basic::ZstdLevel::try_new(3).expect("valid level"),
+        ))
+        .build();
+    let file = std::fs::File::create(&tmp).map_err(|e| err(&e))?;
+    let mut writer =
+        ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| err(&e))?;
+    let (mut ids, mut rows, mut copies) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut selected, mut total_copies) = (0u64, 0u64);
+    let mut write_err: Option<String> = None;
+    let quality = cols.quality.is_some();
+    let flush = |ids: &mut Vec<String>,
+                 rows: &mut Vec<u64>,
+                 copies: &mut Vec<u16>,
+                 writer: &mut ArrowWriter<std::fs::File>|
+     -> Result<(), String> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(std::mem::take(ids))) as ArrayRef,
+                Arc::new(UInt64Array::from(std::mem::take(rows))),
+                Arc::new(UInt16Array::from(std::mem::take(copies))),
+            ],
+        )
+        .map_err(|e| err(&e))?;
+        writer.write(&batch).map_err(|e| err(&e))
+    };
+    let read = scan(&f.path, cols, |r| {
+        if write_err.is_some() {
+            return;
+        }
+        let Some(&g) = index.get(&pack(r.code)) else {
+            return;
+        };
+        let (Some(_), true) = (r.size, !quality || r.quality.is_some()) else {
+            return;
+        };
+        let c = &cuts[g];
+        if c.base == 0 && c.extra.is_none() {
+            return;
+        }
+        let key = order_key(r.quality, key_hash(seed, r.id), fi, r.row);
+        if c.quality.is_some_and(|q| key > q) {
+            return;
+        }
+        let n = c.base + u16::from(c.extra.is_some_and(|e| key <= e));
+        if n == 0 {
+            return;
+        }
+        ids.push(r.id.to_string());
+        rows.push(r.row);
+        copies.push(n);
+        selected += 1;
+        total_copies += u64::from(n);
+        if ids.len() >= WRITE_BATCH
+            && let Err(e) = flush(&mut ids, &mut rows, &mut copies, &mut writer)
+        {
+            write_err = Some(e);
+        }
+    });
+    let result = read.and_then(|n| {
+        if let Some(e) = write_err {
+            return Err(e);
+        }
+        flush(&mut ids, &mut rows, &mut copies, &mut writer)?;
+        let file = writer.into_inner().map_err(|e| err(&e))?;
+        file.sync_all().map_err(|e| err(&e))?;
+        std::fs::rename(&tmp, out).map_err(|e| err(&e))?;
+        sync_dir(out).map_err(|e| err(&e))?;
+        Ok(n)
+    });
+    match result {
+        Ok(n) => Ok((n, selected, total_copies)),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}

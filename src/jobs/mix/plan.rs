@@ -1,0 +1,460 @@
+//! The plan of a mixture: every bucket's and group's rows, candidates, quota and cut, found
+//! by passes over the codes (one to count, then the cut searches of [`super::cut`]). It is
+//! what `plan.json` holds and what every selection task reuses.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::cut::{Cut, Search};
+use super::quota::{EPS, capped, coverage, largest_remainder, proportional, shares, whole};
+use super::rows::{Columns, LAST, OrderKey, key_hash, order_key, scan};
+use super::spec::{Method, Rule, Spec};
+
+/// One codes file of the mixture, in the sorted list every task sees.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CodesFile {
+    /// How the plan and the selection name it: its path under `codes/`, prefixed by the
+    /// index of its `--codes` directory when there are several.
+    pub name: String,
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+/// A group's or bucket's line in the plan.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Line {
+    pub label: String,
+    /// Every row with this prefix.
+    pub rows: u64,
+    /// Rows that could not be candidates: a null size or quality (or a size that is not a
+    /// finite number >= 0).
+    pub excluded: u64,
+    /// Rows that may be selected (after the quality top fraction).
+    pub candidates: u64,
+    /// Their total size.
+    pub size: f64,
+    /// The share of the budget this line was meant to get.
+    pub target_share: f64,
+    /// What it was given to select, in units of `size`.
+    pub quota: f64,
+    pub selected_size: f64,
+    /// Of everything selected.
+    pub selected_share: f64,
+    /// The most copies any of its rows gets.
+    pub largest_copies: u32,
+}
+
+/// What the selection needs of a group, beside its line.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GroupCut {
+    #[serde(flatten)]
+    pub line: Line,
+    /// The stage-1 bucket it belongs to.
+    pub bucket: String,
+    /// Copies every candidate gets.
+    pub base_copies: u32,
+    /// The last candidate of the quality order (hex order key); absent: all qualify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality_cut: Option<String>,
+    /// The crossing row: candidates at or before it get one copy more (hex order key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra_cut: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Totals {
+    pub rows: u64,
+    pub excluded: u64,
+    pub candidates: u64,
+    pub size: f64,
+    pub budget: f64,
+    pub quota: f64,
+    pub selected_size: f64,
+    /// `budget − quota`: what could not be placed under the epoch cap (0 when the mixture
+    /// is whole).
+    pub shortfall: f64,
+}
+
+/// `plan.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Plan {
+    pub spec: Spec,
+    /// sha256 of the spec as read: a plan is reused only for the same spec...
+    pub spec_digest: String,
+    /// ...and the same codes (their names, sizes and done markers).
+    pub codes_digest: String,
+    pub fingerprint: String,
+    pub encoder: crate::tier::Tier,
+    /// What `size` counts: "docs" or the column's name.
+    pub unit: String,
+    pub files: Vec<String>,
+    pub totals: Totals,
+    pub short: bool,
+    pub buckets: Vec<Line>,
+    pub groups: Vec<GroupCut>,
+}
+
+/// Most levels a mixture reads (group prefixes are packed into a u128).
+pub const MAX_DEPTH: usize = 8;
+
+/// A code prefix packed for hashing: 16 bits a level.
+pub fn pack(code: &[u16]) -> u128 {
+    code.iter()
+        .fold(0u128, |acc, &c| (acc << 16) | u128::from(c))
+}
+
+pub fn label(code: &[u16]) -> String {
+    code.iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// Running counts of one group during the passes.
+#[derive(Debug, Clone, Default)]
+struct Group {
+    code: Vec<u16>,
+    rows: u64,
+    excluded: u64,
+    eligible: u64,
+    eligible_size: f64,
+    /// After the quality phase.
+    quality: Option<Cut>,
+}
+
+impl Group {
+    fn candidates(&self) -> (u64, f64) {
+        match self.quality {
+            Some(c) => (c.count, c.size),
+            None => (self.eligible, self.eligible_size),
+        }
+    }
+}
+
+pub fn hex(key: &OrderKey) -> String {
+    hex::encode(key)
+}
+
+pub fn unhex(s: &str) -> Result<OrderKey, String> {
+    let v = hex::decode(s).map_err(|e| format!("bad cut {s:?}: {e}"))?;
+    v.try_into()
+        .map_err(|_| format!("bad cut {s:?}: not 28 bytes"))
+}
+
+/// What a pass over every file calls per row: the file's index and the row.
+type Visit<'a> = dyn FnMut(u32, &super::rows::RowView<'_>) + 'a;
+
+fn pass(
+    files: &[CodesFile],
+    cols: &Columns,
+    visit: &mut Visit<'_>,
+    counter: &super::super::progress::Counter,
+) -> Result<(), String> {
+    for (i, f) in files.iter().enumerate() {
+        let fi = u32::try_from(i).map_err(|_| "more than 2^32 codes files".to_string())?;
+        let n = scan(&f.path, cols, |r| visit(fi, &r))?;
+        counter.add(n);
+    }
+    Ok(())
+}
+
+/// Computes the plan (every pass over `files`); `unknown` labels of explicit weights and
+/// other errors that only the codes reveal are `Err`.
+pub fn make(
+    spec: &Spec,
+    files: &[CodesFile],
+    counter: &super::super::progress::Counter,
+) -> Result<PlanParts, String> {
+    let gdepth = spec.group_depth();
+    let docs = spec.by_docs();
+    let quality = spec.quality();
+    let cols = Columns {
+        depth: gdepth,
+        size: (!docs).then(|| spec.size.clone()),
+        quality: quality.map(|(q, _)| q.to_string()),
+        id: false,
+    };
+    // Pass 1: rows per group.
+    let mut index: HashMap<u128, usize> = HashMap::new();
+    let mut groups: Vec<Group> = Vec::new();
+    pass(
+        files,
+        &cols,
+        &mut |_, r| {
+            let g = *index.entry(pack(r.code)).or_insert_with(|| {
+                groups.push(Group {
+                    code: r.code.to_vec(),
+                    ..Group::default()
+                });
+                groups.len() - 1
+            });
+            let g = &mut groups[g];
+            g.rows += 1;
+            match (r.size, quality.is_some(), r.quality) {
+                (Some(s), false, _) | (Some(s), true, Some(_)) => {
+                    g.eligible += 1;
+                    g.eligible_size += s;
+                }
+                _ => g.excluded += 1,
+            }
+        },
+        counter,
+    )?;
+    // Code order everywhere from here on.
+    groups.sort_by(|a, b| a.code.cmp(&b.code));
+    let index: HashMap<u128, usize> = groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (pack(&g.code), i))
+        .collect();
+    let keyed = Columns { id: true, ..cols };
+
+    // The quality phase: each group's top `ceil(top · r)` rows.
+    if let Some((_, top)) = quality {
+        let mut searches: Vec<Option<Search>> = groups
+            .iter()
+            .map(|g| {
+                let k = (top * g.eligible as f64 - EPS).ceil().max(1.0);
+                (g.eligible > 0 && (k as u64) < g.eligible)
+                    .then(|| Search::new(k, true, g.eligible))
+            })
+            .collect();
+        run_searches(
+            files,
+            &keyed,
+            spec.seed,
+            &index,
+            &mut searches,
+            &|_, _| true,
+            counter,
+        )?;
+        for (g, s) in groups.iter_mut().zip(searches) {
+            g.quality = s.and_then(|s| s.done());
+        }
+    }
+
+    // Stage 1 over the buckets (prefixes at `spec.depth`, in code order).
+    let mut buckets: Vec<(Vec<u16>, Vec<usize>)> = Vec::new();
+    for (i, g) in groups.iter().enumerate() {
+        let b = &g.code[..spec.depth];
+        match buckets.last_mut() {
+            Some((code, members)) if code.as_slice() == b => members.push(i),
+            _ => buckets.push((b.to_vec(), vec![i])),
+        }
+    }
+    let n: Vec<f64> = buckets
+        .iter()
+        .map(|(_, m)| m.iter().map(|&i| groups[i].candidates().1).sum())
+        .collect();
+    let labels: Vec<String> = buckets.iter().map(|(c, _)| label(c)).collect();
+    let mut explicit = vec![None; buckets.len()];
+    if let Some(w) = &spec.stage1.weights {
+        for (l, &x) in w {
+            let i = labels.iter().position(|b| b == l).ok_or_else(|| {
+                format!(
+                    "stage1.weights: no bucket \"{l}\" at depth {} in the codes ({} buckets, e.g. \"{}\")",
+                    spec.depth,
+                    labels.len(),
+                    labels.first().map_or("", String::as_str)
+                )
+            })?;
+            explicit[i] = Some(x);
+        }
+    }
+    let epochs = f64::from(spec.max_epochs);
+    let w = shares(
+        spec.stage1.method,
+        &n,
+        spec.stage1.temperature.unwrap_or(1.0),
+        &explicit,
+        spec.budget,
+        epochs,
+    );
+    let caps: Vec<f64> = n.iter().map(|x| epochs * x).collect();
+    let mut q = capped(spec.budget, &w, &caps);
+    if docs {
+        let total = whole(q.iter().sum::<f64>()).min(spec.budget as u64);
+        q = largest_remainder(&q, total);
+    }
+    let placed: f64 = q.iter().sum();
+    let shortfall = (spec.budget - placed).max(0.0);
+    let short = shortfall > EPS * spec.budget.max(1.0);
+
+    // Stage 2: each bucket's quota over its groups.
+    let mut t = vec![0.0; groups.len()];
+    for ((_, members), &qb) in buckets.iter().zip(&q) {
+        let with: Vec<usize> = members
+            .iter()
+            .copied()
+            .filter(|&i| groups[i].candidates().0 > 0)
+            .collect();
+        if spec.group_depth() == spec.depth {
+            for &i in &with {
+                t[i] = qb;
+            }
+            continue;
+        }
+        let ni: Vec<f64> = with.iter().map(|&i| groups[i].candidates().1).collect();
+        let split = match spec.stage2.as_ref().map_or(Rule::Coverage, |s| s.rule) {
+            Rule::Coverage => {
+                let a: Vec<f64> = ni.iter().map(|x| epochs * x).collect();
+                let tie: Vec<u64> = with
+                    .iter()
+                    .map(|&i| key_hash(spec.seed, &label(&groups[i].code)))
+                    .collect();
+                coverage(qb, &a, docs, &tie)
+            }
+            Rule::Proportional => proportional(qb, &ni, docs),
+        };
+        for (&i, x) in with.iter().zip(split) {
+            t[i] = x;
+        }
+    }
+
+    // Rule 5: copies for all, then one more up to each group's crossing row.
+    let mut base = vec![0u32; groups.len()];
+    let mut extra: Vec<Option<Search>> = Vec::with_capacity(groups.len());
+    for (i, g) in groups.iter().enumerate() {
+        let (count, size) = g.candidates();
+        let c = if docs { count as f64 } else { size };
+        if c <= 0.0 || t[i] <= 0.0 {
+            extra.push(None);
+            continue;
+        }
+        let b = ((t[i] / c + EPS).floor() as u32).min(spec.max_epochs);
+        let left = t[i] - f64::from(b) * c;
+        base[i] = b;
+        extra.push(
+            (b < spec.max_epochs && left > EPS * t[i].max(1.0))
+                .then(|| Search::new(left, docs, count)),
+        );
+    }
+    let qcuts: Vec<OrderKey> = groups
+        .iter()
+        .map(|g| g.quality.map_or(LAST, |c| c.key))
+        .collect();
+    run_searches(
+        files,
+        &keyed,
+        spec.seed,
+        &index,
+        &mut extra,
+        &|g, key| key <= &qcuts[g],
+        counter,
+    )?;
+    let extra: Vec<Option<Cut>> = extra
+        .into_iter()
+        .map(|s| s.and_then(|s| s.done()))
+        .collect();
+    Ok(PlanParts {
+        groups: groups
+            .into_iter()
+            .enumerate()
+            .map(|(i, g)| {
+                let (count, size) = g.candidates();
+                let per = if docs { count as f64 } else { size };
+                let more = extra[i].map_or(0.0, |c| if docs { c.count as f64 } else { c.size });
+                let selected = f64::from(base[i]) * per + more;
+                PartGroup {
+                    bucket: label(&g.code[..spec.depth]),
+                    line: Line {
+                        label: label(&g.code),
+                        rows: g.rows,
+                        excluded: g.excluded,
+                        candidates: count,
+                        size,
+                        target_share: 0.0,
+                        quota: t[i],
+                        selected_size: selected,
+                        selected_share: 0.0,
+                        largest_copies: if count == 0 {
+                            0
+                        } else {
+                            base[i] + u32::from(extra[i].is_some())
+                        },
+                    },
+                    base_copies: base[i],
+                    quality_cut: g.quality.map(|c| c.key),
+                    extra_cut: extra[i].map(|c| c.key),
+                }
+            })
+            .collect(),
+        bucket_shares: w,
+        bucket_quotas: q,
+        shortfall,
+        short,
+    })
+}
+
+/// The plan before it is dressed as [`Plan`].
+pub struct PlanParts {
+    pub groups: Vec<PartGroup>,
+    /// Stage-1 shares and quotas, per bucket in code order.
+    pub bucket_shares: Vec<f64>,
+    pub bucket_quotas: Vec<f64>,
+    pub shortfall: f64,
+    pub short: bool,
+}
+
+pub struct PartGroup {
+    pub bucket: String,
+    pub line: Line,
+    pub base_copies: u32,
+    pub quality_cut: Option<OrderKey>,
+    pub extra_cut: Option<OrderKey>,
+}
+
+/// Passes until every search is done. `takes(group, key)` says whether a row of an
+/// eligible group takes part (the remainder runs over candidates only).
+#[allow(clippy::too_many_arguments)]
+fn run_searches(
+    files: &[CodesFile],
+    cols: &Columns,
+    seed: u64,
+    index: &HashMap<u128, usize>,
+    searches: &mut [Option<Search>],
+    takes: &dyn Fn(usize, &OrderKey) -> bool,
+    counter: &super::super::progress::Counter,
+) -> Result<(), String> {
+    let quality = cols.quality.is_some();
+    let mut active: Vec<bool> = searches.iter().map(Option::is_some).collect();
+    while active.iter().any(|&a| a) {
+        pass(
+            files,
+            cols,
+            &mut |fi, r| {
+                let Some(&g) = index.get(&pack(r.code)) else {
+                    return;
+                };
+                if !active[g] {
+                    return;
+                }
+                let (Some(size), true) = (r.size, !quality || r.quality.is_some()) else {
+                    return;
+                };
+                let key = order_key(r.quality, key_hash(seed, r.id), fi, r.row);
+                if takes(g, &key)
+                    && let Some(s) = &mut searches[g]
+                {
+                    s.add(&key, size);
+                }
+            },
+            counter,
+        )?;
+        for (g, s) in searches.iter_mut().enumerate() {
+            if active[g]
+                && let Some(s) = s
+            {
+                active[g] = !s.end_pass();
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether stage 1 is by explicit weights (for the plan's wording).
+pub fn is_explicit(spec: &Spec) -> bool {
+    spec.stage1.method == Method::Explicit
+}
