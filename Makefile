@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BIN := target/release/hermes
 
-.PHONY: setup setup-test build serve test bench bench-micro bench-encoder bench-quantize bench-fit fmt lint bundle eval openapi conformance
+.PHONY: setup setup-test build serve test bench bench-mix bench-micro bench-encoder bench-quantize bench-fit fmt lint bundle eval openapi conformance
 
 setup:
 	bash scripts/setup.sh
@@ -32,6 +32,11 @@ conformance: build
 bench: build setup-test
 	$(CARGO) bench --locked --bench service
 	$(CARGO) bench --locked --bench replicas
+	$(CARGO) bench --locked --bench mix
+
+# hermes mix alone: plan and selection over 1M and 4M synthetic rows, with peak RSS.
+bench-mix:
+	$(CARGO) bench --locked --bench mix
 
 # Micro-benchmarks: encoder (criterion), quantizer (criterion), fit (timed runs).
 bench-micro: bench-encoder bench-quantize bench-fit

@@ -475,3 +475,15 @@ fn bad_specs_and_codes_get_clear_errors() {
         stderr(&o)
     );
 }
+
+/// The ready specs of `examples/mixtures/` stay valid and exact.
+#[test]
+fn the_example_specs_match_the_reference() {
+    for name in ["coverage-l2", "quality-top30-l2"] {
+        let body =
+            std::fs::read_to_string(Path::new(ROOT).join(format!("examples/mixtures/{name}.toml")))
+                .unwrap();
+        let plan = check(&format!("example-{name}"), &body);
+        assert_eq!(plan["short"], false, "{name}");
+    }
+}

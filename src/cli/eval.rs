@@ -40,7 +40,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         }
         None => {
             let texts: Vec<&str> = docs.iter().map(|d| d.text.as_str()).collect();
-            super::embed_corpus(encoder.clone(), &texts)?
+            crate::jobs::embed_corpus(encoder.clone(), &texts)??
         }
     };
     let codes = labeler.quantize(&e)?;

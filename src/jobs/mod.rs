@@ -3,13 +3,24 @@
 //!
 //! - [`label`]: input files → `codes/` + `done/` (the same labeler as `serve`).
 //! - [`mix`]: labeled codes + a spec → `plan.json`, `plan.svg`, `selection/`.
+//! - [`fit`] (with [`fit_static`]): a corpus → a verified bundle.
 //!
 //! [`progress`] reports what a job has done (a bar on a terminal, log lines elsewhere);
 //! [`Shard`] says which part of the files a task of an array takes.
 
+pub mod fit;
+pub mod fit_static;
 pub mod label;
 pub mod mix;
 pub mod progress;
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::batch::Batcher;
+use crate::encoder::Embedder;
 
 use crate::corpus::inputs::resolve_shard;
 
@@ -38,4 +49,51 @@ pub(crate) fn block_on<F: std::future::Future>(f: F) -> std::io::Result<F::Outpu
         .enable_all()
         .build()?;
     Ok(rt.block_on(f))
+}
+
+/// Documents per request to the batcher while embedding a corpus, and requests in flight.
+const CHUNK: usize = 256;
+const IN_FLIGHT: usize = 4;
+
+/// Embeds a corpus through the batcher with a progress bar (docs/s and ETA) on stderr;
+/// returns `[n, dim]` row-major in input order.
+pub fn embed_corpus(
+    encoder: Arc<dyn Embedder>,
+    texts: &[&str],
+) -> std::io::Result<Result<Vec<f32>, crate::batch::BatchError>> {
+    let dim = encoder.dim();
+    let (batcher, workers) = Batcher::start(encoder, label::offline_batching(1, CHUNK, IN_FLIGHT));
+    let bar = progress_bar(texts.len() as u64, "embedding");
+    let out = block_on(async {
+        let mut out = Vec::with_capacity(texts.len() * dim);
+        let mut results = futures::stream::iter(texts.chunks(CHUNK))
+            .map(|chunk| {
+                let batcher = batcher.clone();
+                let owned: Vec<String> = chunk.iter().map(|t| t.to_string()).collect();
+                async move { batcher.embed(owned).await }
+            })
+            .buffered(IN_FLIGHT);
+        while let Some(chunk) = results.next().await {
+            let chunk = chunk?;
+            bar.inc(chunk.len() as u64);
+            out.extend(chunk.into_iter().flat_map(|e| e.vector));
+        }
+        Ok(out)
+    })?;
+    drop(workers);
+    bar.finish();
+    Ok(out)
+}
+
+/// A progress bar with docs/s and ETA (hidden when stderr is not a terminal).
+pub fn progress_bar(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{what} {{bar:40}} {{pos}}/{{len}} docs  {{per_sec}}  ETA {{eta}}"
+        ))
+        .expect("static template")
+        .progress_chars("=> "),
+    );
+    bar
 }

@@ -1,4 +1,4 @@
-//! `hermes fit --static`: the static tier's token table, fitted on the same sample as the
+//! The static tier's token table (`hermes fit --static`), fitted on the same sample as the
 //! codebooks (see `fit::static_fit` for the method), judged on a held-out tenth of it by a
 //! table fitted without that tenth, then fitted again on the whole sample and added to the
 //! bundle.
@@ -6,15 +6,14 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Result, bail};
 use rayon::prelude::*;
 use serde_json::json;
 
-use super::args::FitArgs;
+use super::fit::FitJobError;
 use crate::bundle::add_static_tier;
 use crate::bundle::manifest::StaticEntry;
 use crate::encoder::static_table::table_bytes;
-use crate::encoder::{Embedder, StaticEncoder, TokenizedText, Tokenizer};
+use crate::encoder::{Embedder, EncoderError, StaticEncoder, TokenizedText, Tokenizer};
 use crate::fit::static_fit::{BagOfTokens, ridge, transferred_prior, vocabulary_pass};
 use crate::quantize::CodeSpace;
 
@@ -26,6 +25,18 @@ pub const FILE: &str = "static.safetensors";
 /// μ = 10 → 0.765 / 0.460, 1 → 0.785 / 0.459, 0.3 → 0.799 / 0.457, 0.1 → 0.806 / 0.455,
 /// 0.05 → 0.806 / 0.453, 0.03 → 0.808 / 0.451, 0.01 → 0.809 / 0.452.
 const PRIOR_MU: f64 = 0.05;
+
+/// How the table is fitted (`--static-*` flags; `seed` is the fit's).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StaticFit {
+    pub seed: u64,
+    /// Ridge strength λ pulling the table towards the vocabulary pass.
+    pub lambda: f32,
+    /// Conjugate-gradient iterations.
+    pub iterations: usize,
+    /// Tokens per text for the static tier.
+    pub max_tokens: usize,
+}
 
 /// Whether document `i` is held out (about one in ten, fixed by the seed).
 fn held_out(seed: u64, i: usize) -> bool {
@@ -39,27 +50,28 @@ fn held_out(seed: u64, i: usize) -> bool {
 /// Fits the table on `texts` with the teacher's embeddings `e` (`[n, dim]`), measures it on
 /// the held-out documents in `space`, and writes it into the bundle at `out`.
 pub fn fit_static(
-    args: &FitArgs,
+    args: &StaticFit,
+    input: &Path,
     out: &Path,
     teacher: &Arc<dyn Embedder>,
     texts: &[&str],
     e: &[f32],
     space: &CodeSpace,
-) -> Result<StaticEntry> {
+) -> Result<StaticEntry, FitJobError> {
     let n = texts.len();
     if n < MIN_DOCS {
-        bail!(
+        return Err(FitJobError::Args(format!(
             "--static needs at least {MIN_DOCS} documents to fit a token table; {} has {n}",
-            args.input.display()
-        );
+            input.display()
+        )));
     }
     let dim = teacher.dim();
-    let tokenizer = Tokenizer::from_file(&out.join("tokenizer.json"), args.static_max_tokens)?;
+    let tokenizer = Tokenizer::from_file(&out.join("tokenizer.json"), args.max_tokens)?;
     let vocab = tokenizer.vocab_size();
     let special = |t: &str| {
         tokenizer
             .token_id(t)
-            .ok_or_else(|| anyhow::anyhow!("tokenizer.json has no {t} token"))
+            .ok_or_else(|| FitJobError::Args(format!("tokenizer.json has no {t} token")))
     };
     let (cls, sep) = (special("[CLS]")?, special("[SEP]")?);
     let (fit_idx, test_idx): (Vec<usize>, Vec<usize>) =
@@ -70,17 +82,17 @@ pub fn fit_static(
     })?;
     bar.finish();
     let started = std::time::Instant::now();
-    let fit_on = |idx: &[usize]| -> Result<Vec<f32>> {
+    let fit_on = |idx: &[usize]| -> Result<Vec<f32>, FitJobError> {
         let tokens: Vec<TokenizedText> = idx
             .par_iter()
             .map(|&i| tokenizer.encode(texts[i], false))
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_, EncoderError>>()?;
         let a = BagOfTokens::new(&tokens, vocab);
         let e_fit: Vec<f32> = idx
             .iter()
             .flat_map(|&i| e[i * dim..(i + 1) * dim].iter().copied())
             .collect();
-        let bar = super::progress_bar(args.static_iterations as u64, "conjugate gradients");
+        let bar = super::progress_bar(args.iterations as u64, "conjugate gradients");
         bar.set_style(
             indicatif::ProgressStyle::with_template(
                 "conjugate gradients {bar:40} {pos}/{len} iterations  ETA {eta}",
@@ -88,15 +100,9 @@ pub fn fit_static(
             .expect("static template"),
         );
         let prior = transferred_prior(&a, &e_fit, &t0, dim, PRIOR_MU);
-        let table = ridge(
-            &a,
-            &e_fit,
-            &prior,
-            dim,
-            args.static_lambda,
-            args.static_iterations,
-            |k| bar.set_position(k as u64),
-        );
+        let table = ridge(&a, &e_fit, &prior, dim, args.lambda, args.iterations, |k| {
+            bar.set_position(k as u64)
+        });
         bar.finish();
         Ok(table)
     };
@@ -145,12 +151,12 @@ pub fn fit_static(
         sha256: String::new(),
         vocab,
         dim,
-        max_tokens: args.static_max_tokens,
+        max_tokens: args.max_tokens,
         fit: json!({
             "method": "vocabulary pass T0 = minilm([CLS] t [SEP]); prior T0·W with W a linear map from mean-pooled T0 to the teacher's embeddings; ridge towards the prior onto the teacher's embeddings by conjugate gradients",
             "prior_mu": PRIOR_MU,
-            "lambda": (f64::from(args.static_lambda) * 1e9).round() / 1e9,
-            "iterations": args.static_iterations,
+            "lambda": (f64::from(args.lambda) * 1e9).round() / 1e9,
+            "iterations": args.iterations,
             "n_docs": n,
             "seed": args.seed,
             "seconds": (seconds * 10.0).round() / 10.0,

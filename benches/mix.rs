@@ -1,0 +1,191 @@
+//! `hermes mix` over synthetic labeled corpora of 1,000,000 and 4,000,000 rows: the plan
+//! (every pass) and the selection (one pass per file) timed separately, with the peak RSS of
+//! each run, so that "memory does not grow with rows" is a measurement. The codes are
+//! synthetic (a skewed code distribution, a token count and a quality score with ties); the
+//! spec is the paper's heaviest case: temperature over depth 1, size-proportional quality
+//! top-30% at depth 2, budgets in tokens. Run with `make bench` (or `cargo bench --bench mix`);
+//! the report goes to `target/bench/mix.md`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use hermes::corpus::codes::{CarriedType, CodeRow, CodesWriter, Done};
+use hermes::corpus::reader::Carried;
+use hermes::tier::Tier;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+const FILES: usize = 8;
+
+fn generate(dir: &Path, rows: usize) {
+    if dir
+        .join("done")
+        .join(format!("part-{}.jsonl.json", FILES - 1))
+        .is_file()
+    {
+        return;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let carry = vec![
+        ("tokens".to_string(), CarriedType::Float64),
+        ("score".to_string(), CarriedType::Float64),
+    ];
+    for f in 0..FILES {
+        let name = format!("part-{f}.jsonl");
+        let path = dir.join("codes").join(format!("{name}.parquet"));
+        let mut w = CodesWriter::create(&path, 3, carry.clone()).unwrap();
+        let n = rows / FILES;
+        let mut batch = Vec::with_capacity(65_536);
+        for r in 0..n {
+            // Skewed buckets: the square of a uniform draw favours small codes.
+            let c1 = (rng.random::<f64>().powi(2) * 64.0) as u32;
+            let c2 = rng.random_range(0..64u32);
+            let c3 = rng.random_range(0..32u32);
+            batch.push(CodeRow {
+                id: format!("doc-{f}-{r}"),
+                row: r as u64,
+                code: vec![c1, c2, c3],
+                cell: c1 * 2048 + c2 * 32 + c3,
+                truncated: false,
+                bytes: rng.random_range(200..4000),
+                residuals: vec![0.5, 0.4, 0.3],
+                carried: vec![
+                    Carried::Number(f64::from(rng.random_range(50..1000u32))),
+                    Carried::Number(f64::from(rng.random_range(0..100u32)) / 100.0),
+                ],
+            });
+            if batch.len() == batch.capacity() {
+                w.write(&batch).unwrap();
+                batch.clear();
+            }
+        }
+        w.write(&batch).unwrap();
+        let rows = w.finish().unwrap();
+        Done {
+            input: name.clone(),
+            rows,
+            seconds: 0.0,
+            encoder: Tier::Static,
+            weights: None,
+            bundle: "synthetic".into(),
+            fingerprint: "0000000000000000".into(),
+        }
+        .write(&dir.join("done").join(format!("{name}.json")))
+        .unwrap();
+    }
+}
+
+/// Runs `hermes` to the end; returns seconds and the child's peak RSS in MiB.
+fn timed(args: &[&str]) -> (f64, f64) {
+    let started = Instant::now();
+    let child = Command::new(env!("CARGO_BIN_EXE_hermes"))
+        .args(args)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run hermes");
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: pid is our own unwaited child; status and usage are valid for writes.
+    let got = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(got, pid, "wait4");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "hermes {args:?} failed"
+    );
+    (
+        started.elapsed().as_secs_f64(),
+        usage.ru_maxrss as f64 / 1024.0,
+    )
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let base = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&base).unwrap();
+    let spec = base.join("mix-bench.toml");
+    std::fs::write(
+        &spec,
+        "seed = 0\ndepth = 1\nbudget = 200000000\nsize = \"tokens\"\nmax_epochs = 4\n\
+         [stage1]\nmethod = \"temperature\"\ntemperature = 2.0\n\
+         [stage2]\ndepth = 2\nrule = \"proportional\"\nquality = \"score\"\ntop = 0.3\n",
+    )
+    .unwrap();
+    let runs = std::env::var("HERMES_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3usize);
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l[l.find(':').map_or(0, |i| i + 1)..].trim().to_string())
+        })
+        .unwrap_or_default();
+    let flags = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let simd = if flags.contains(" avx512f") {
+        "AVX-512"
+    } else if flags.contains(" avx2") {
+        "AVX2"
+    } else {
+        "no AVX2"
+    };
+    let mut report = format!(
+        "# hermes mix\n\n{cpu} ({simd}), {} cores; median of {runs} runs; one task, one thread.\n\n\
+         | rows | plan s | plan rows/s | plan peak RSS MiB | select s | select rows/s | select peak RSS MiB |\n|---|---|---|---|---|---|---|\n",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    for rows in [1_000_000usize, 4_000_000] {
+        let codes = base.join(format!("mix-codes-{rows}"));
+        generate(&codes, rows);
+        let (mut plan_s, mut plan_rss, mut sel_s, mut sel_rss) = (vec![], vec![], vec![], vec![]);
+        for _ in 0..runs {
+            let out = base.join(format!("mix-out-{rows}"));
+            let _ = std::fs::remove_dir_all(&out);
+            let args = |extra: &[&'static str]| {
+                let mut a: Vec<String> = [
+                    "mix",
+                    "--codes",
+                    codes.to_str().unwrap(),
+                    "--spec",
+                    spec.to_str().unwrap(),
+                    "--out",
+                    out.to_str().unwrap(),
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+                a.extend(extra.iter().map(|s| s.to_string()));
+                a
+            };
+            let a = args(&["--plan-only"]);
+            let (s, r) = timed(&a.iter().map(String::as_str).collect::<Vec<_>>());
+            plan_s.push(s);
+            plan_rss.push(r);
+            let a = args(&[]);
+            let (s, r) = timed(&a.iter().map(String::as_str).collect::<Vec<_>>());
+            sel_s.push(s);
+            sel_rss.push(r);
+        }
+        let (p, s) = (median(plan_s), median(sel_s));
+        let line = format!(
+            "| {rows} | {p:.2} | {:.0} | {:.0} | {s:.2} | {:.0} | {:.0} |\n",
+            rows as f64 / p,
+            median(plan_rss),
+            rows as f64 / s,
+            median(sel_rss)
+        );
+        print!("{line}");
+        report.push_str(&line);
+    }
+    std::fs::write(base.join("mix.md"), &report).unwrap();
+    println!("{report}");
+}
