@@ -47,6 +47,51 @@ pub enum Command {
     Stats(StatsArgs),
     /// Build a training mixture from labeled codes: plan.json, plan.svg and selection/.
     Mix(MixArgs),
+    /// Bucket cards (terms, exemplars, shares) of a labeled corpus: cards.json and atlas.html.
+    Describe(DescribeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DescribeArgs {
+    /// A `hermes label` output directory (with --merge: default, what the tasks recorded).
+    #[arg(long, env = "HERMES_CODES")]
+    pub codes: Option<PathBuf>,
+    /// The inputs the codes were labeled from (files, directories, globs, as for label).
+    #[arg(long, env = "HERMES_INPUT", num_args = 1..)]
+    pub input: Vec<PathBuf>,
+    /// Output directory: cards.json and atlas.html (array tasks: parts/).
+    #[arg(long, env = "HERMES_OUT")]
+    pub out: PathBuf,
+    /// Cards for depths 1..=D.
+    #[arg(long, env = "HERMES_DEPTH", default_value_t = 2)]
+    pub depth: usize,
+    /// Rows per bucket whose texts are read for its terms (smallest hash(seed, id)).
+    #[arg(long, env = "HERMES_SAMPLE", default_value_t = 256)]
+    pub sample: usize,
+    /// Terms per card.
+    #[arg(long, env = "HERMES_TERMS", default_value_t = 12)]
+    pub terms: usize,
+    /// Exemplar documents per card (those nearest the bucket's centre).
+    #[arg(long, env = "HERMES_EXEMPLARS", default_value_t = 3)]
+    pub exemplars: usize,
+    /// Seed of the sample.
+    #[arg(long, env = "HERMES_SEED", default_value_t = 0)]
+    pub seed: u64,
+    /// Field (JSONL) or column (Parquet) holding the text.
+    #[arg(long, env = "HERMES_TEXT_FIELD", default_value = "text")]
+    pub text_field: String,
+    /// Field or column holding the document id.
+    #[arg(long, env = "HERMES_ID_FIELD", default_value = "id")]
+    pub id_field: String,
+    /// This task's index (default: from Slurm or JOB_COMPLETION_INDEX, else 0).
+    #[arg(long, env = "HERMES_SHARD_INDEX")]
+    pub shard_index: Option<usize>,
+    /// Number of tasks (default: from Slurm, else 1).
+    #[arg(long, env = "HERMES_SHARD_COUNT")]
+    pub shard_count: Option<usize>,
+    /// Merge the array tasks' parts under --out into the cards.
+    #[arg(long, env = "HERMES_MERGE")]
+    pub merge: bool,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 //! every command.
 
 pub mod args;
+mod describe;
 mod embed;
 mod eval;
 mod fit;
@@ -26,6 +27,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Label(args) => label::run(args),
         Command::Stats(args) => stats::run(args),
         Command::Mix(args) => mix::run(args),
+        Command::Describe(args) => describe::run(args),
         Command::Serve(args) => serve::run(*args),
         Command::Openapi => {
             print!("{}", crate::server::openapi_json());

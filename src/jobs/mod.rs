@@ -4,10 +4,12 @@
 //! - [`label`]: input files → `codes/` + `done/` (the same labeler as `serve`).
 //! - [`mix`]: labeled codes + a spec → `plan.json`, `plan.svg`, `selection/`.
 //! - [`fit`] (with [`fit_static`]): a corpus → a verified bundle.
+//! - [`describe`]: labeled codes + their inputs → bucket cards and the atlas page.
 //!
 //! [`progress`] reports what a job has done (a bar on a terminal, log lines elsewhere);
 //! [`Shard`] says which part of the files a task of an array takes.
 
+pub mod describe;
 pub mod fit;
 pub mod fit_static;
 pub mod label;

@@ -183,7 +183,7 @@ pub fn run(job: &MixJob) -> Result<MixSummary, MixError> {
 
 /// Every codes file of the `--codes` directories, sorted by name, and the marker all agree
 /// on; refuses files without a done marker and codes of different labelers.
-fn list_codes(dirs: &[PathBuf]) -> Result<(Vec<CodesFile>, Done), MixError> {
+pub(crate) fn list_codes(dirs: &[PathBuf]) -> Result<(Vec<CodesFile>, Done), MixError> {
     // Named by the sorted directory list, so the order of `--codes` changes nothing.
     let mut dirs = dirs.to_vec();
     dirs.sort();
