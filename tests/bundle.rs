@@ -122,6 +122,7 @@ fn scratch() -> (tempfile::TempDir, PathBuf) {
         "tokenizer.json",
         "encoder.onnx",
         "static.safetensors",
+        "cards.json",
     ] {
         if std::fs::hard_link(bundle_dir().join(f), dir.join(f)).is_err() {
             std::fs::copy(bundle_dir().join(f), dir.join(f)).unwrap();
@@ -306,4 +307,41 @@ fn broken_bundles_are_refused_with_file_and_field() {
         e.contains("manifest.json") && e.contains("missing field"),
         "{e}"
     );
+}
+
+#[test]
+fn bad_cards_are_refused_and_a_bundle_without_them_loads() {
+    // A changed byte: the checksum names the file and field.
+    let (_tmp, dir) = scratch();
+    let mut bytes = std::fs::read(dir.join("cards.json")).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 1;
+    std::fs::remove_file(dir.join("cards.json")).unwrap();
+    std::fs::write(dir.join("cards.json"), &bytes).unwrap();
+    let e = load_err(&dir);
+    assert!(
+        e.contains("cards.json") && e.contains("cards.sha256"),
+        "{e}"
+    );
+    // Cards of another bundle (right checksum, wrong fingerprint).
+    let (_tmp, dir) = scratch();
+    let text = std::fs::read_to_string(dir.join("cards.json")).unwrap();
+    let m: Manifest =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let other = text.replacen(&m.fingerprint, "0123456789abcdef", 1);
+    std::fs::remove_file(dir.join("cards.json")).unwrap();
+    std::fs::write(dir.join("cards.json"), &other).unwrap();
+    let sha = hermes::bundle::sha256_file(&dir.join("cards.json")).unwrap();
+    edit_manifest(&dir, |m| m.cards.as_mut().unwrap().sha256 = sha);
+    let e = load_err(&dir);
+    assert!(
+        e.contains("cards.json") && e.contains("describe other codes"),
+        "{e}"
+    );
+    // No cards at all: the bundle loads (and the HTTP API answers 404 for them).
+    let (_tmp, dir) = scratch();
+    edit_manifest(&dir, |m| m.cards = None);
+    std::fs::remove_file(dir.join("cards.json")).unwrap();
+    let m = Model::load(&dir, &LoadOptions::default()).unwrap();
+    assert!(m.cards.is_none());
 }

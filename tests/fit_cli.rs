@@ -229,7 +229,7 @@ fn bad_arguments_fail_before_any_embedding() {
         (vec!["--levels", "70000"], "65,536"),
         (
             vec!["--static-only"],
-            "--static-only needs an existing bundle",
+            "--static-only/--cards-only need an existing bundle",
         ),
     ] {
         let started = std::time::Instant::now();

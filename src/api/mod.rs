@@ -3,6 +3,7 @@
 //! Handlers are thin: an extractor validates the shape (see `extract`), one `Service` method
 //! does the work, `ApiError` maps every failure to its status in one place (see `error`).
 
+mod buckets;
 pub mod error;
 pub mod extract;
 mod labels;
@@ -41,6 +42,7 @@ use state::AppState;
         (name = "labels", description = "Label documents and fetch their codes at any depth"),
         (name = "vectors", description = "The encoder and the quantizer on their own"),
         (name = "model", description = "The served bundle"),
+        (name = "buckets", description = "What each bucket holds: cards and the atlas page"),
         (name = "operations", description = "Health, readiness, metrics, this document")
     ),
     components(schemas(ErrorBody, types::StreamLineError))
@@ -137,13 +139,16 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(labels::lookup))
         .routes(routes!(vectors::quantize))
         .routes(routes!(vectors::embed))
-        .routes(routes!(meta::model));
+        .routes(routes!(meta::model))
+        .routes(routes!(buckets::list))
+        .routes(routes!(buckets::get));
     let ops = OpenApiRouter::new()
         .routes(routes!(meta::healthz))
         .routes(routes!(meta::readyz))
         .routes(routes!(meta::metrics))
         .routes(routes!(meta::openapi))
-        .routes(routes!(meta::docs));
+        .routes(routes!(meta::docs))
+        .routes(routes!(buckets::atlas));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(v1)
         .merge(ops)

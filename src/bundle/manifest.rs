@@ -31,6 +31,10 @@ pub struct Manifest {
     /// The optional second encoder tier (`DESIGN.md`, "Encoder tiers"); absent in version 1.
     #[serde(default, rename = "static", skip_serializing_if = "Option::is_none")]
     pub static_encoder: Option<StaticEntry>,
+    /// The bucket cards (`cards.json`, DESIGN.md "Bucket cards"): they describe codes, they
+    /// do not define them, so they are pinned here but not part of the fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cards: Option<FileEntry>,
 }
 
 /// The `static` tier: a token table in the teacher's embedding space.

@@ -17,14 +17,16 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use crate::encoder::{Embedder, EncoderConfig, EncoderError, MiniLm, StaticEncoder, Tokenizer};
+use crate::jobs::describe::cards::Cards;
 use crate::quantize::CodeSpace;
 use crate::tier::Tier;
 pub use codebooks::codebooks_bytes;
 pub use manifest::{EncoderEntry, FileEntry, FitInfo, Manifest, Probe, TransformEntry};
-pub use write::{NewBundle, add_static_tier, write_bundle};
+pub use write::{NewBundle, add_cards, add_static_tier, write_bundle};
 
 pub const MANIFEST: &str = "manifest.json";
 pub const CODEBOOKS: &str = "codebooks.safetensors";
+pub const CARDS: &str = "cards.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -75,6 +77,42 @@ fn load_static(
     }
     let encoder = StaticEncoder::load(&path, tokenizer, entry.vocab, entry.dim)?;
     Ok(Arc::new(encoder))
+}
+
+/// Parses the cards (their checksum is checked with the bundle's other files) and checks that
+/// they describe this bundle's codes.
+fn load_cards(dir: &Path, m: &Manifest, entry: &FileEntry) -> Result<Cards, BundleError> {
+    let raw = std::fs::read_to_string(dir.join(&entry.file))
+        .map_err(|e| invalid(dir, &entry.file, format!("cannot read (cards.file): {e}")))?;
+    let cards: Cards = serde_json::from_str(&raw)
+        .map_err(|e| invalid(dir, &entry.file, format!("not bucket cards: {e}")))?;
+    if cards.fingerprint != m.fingerprint {
+        return Err(invalid(
+            dir,
+            &entry.file,
+            format!(
+                "fingerprint {} differs from the bundle's {}: the cards describe other codes",
+                cards.fingerprint, m.fingerprint
+            ),
+        ));
+    }
+    if let Some(c) = cards.cards.iter().find(|c| {
+        c.label.split('.').count() != c.depth
+            || c.label
+                .split('.')
+                .zip(&m.levels)
+                .any(|(x, &k)| x.parse::<usize>().map_or(true, |x| x >= k))
+    }) {
+        return Err(invalid(
+            dir,
+            &entry.file,
+            format!(
+                "card {:?} is not a label of depth {} in levels {:?}",
+                c.label, c.depth, m.levels
+            ),
+        ));
+    }
+    Ok(cards)
 }
 
 pub(crate) fn invalid(dir: &Path, file: &str, message: impl Into<String>) -> BundleError {
@@ -189,6 +227,8 @@ pub struct Model {
     pub space: CodeSpace,
     /// The optional `static` tier, in the same embedding space as `encoder`.
     pub static_encoder: Option<Arc<dyn Embedder>>,
+    /// The optional bucket cards (`/v1/buckets`, `/atlas`).
+    pub cards: Option<Arc<Cards>>,
 }
 
 impl Model {
@@ -230,7 +270,9 @@ impl Model {
                     sha256: s.sha256.clone(),
                 },
             )
-        })) {
+        }))
+        .chain(manifest.cards.clone().map(|c| ("cards", c)))
+        {
             let path = dir.join(&entry.file);
             let got = sha256_file(&path).map_err(|e| {
                 let hint = if field == "encoder" {
@@ -297,12 +339,17 @@ impl Model {
             Some(entry) => Some(load_static(dir, &manifest, entry)?),
             None => None,
         };
+        let cards = match &manifest.cards {
+            Some(entry) => Some(Arc::new(load_cards(dir, &manifest, entry)?)),
+            None => None,
+        };
         Ok(Self {
             dir: dir.to_path_buf(),
             manifest,
             encoder: Arc::new(encoder),
             space,
             static_encoder,
+            cards,
         })
     }
 

@@ -81,6 +81,7 @@ pub fn write_bundle(out: &Path, b: NewBundle<'_>) -> Result<Manifest, BundleErro
         fit: b.fit,
         probes: b.probes,
         static_encoder: None,
+        cards: None,
     };
     let mut json = serde_json::to_string_pretty(&manifest).expect("manifest serialises");
     json.push('\n');
@@ -105,6 +106,31 @@ pub fn add_static_tier(
     entry.sha256 = sha256_file(&out.join(&entry.file)).map_err(|e| io(&entry.file, &e))?;
     m.format_version = manifest::FORMAT_VERSION;
     m.static_encoder = Some(entry.clone());
+    let mut json = serde_json::to_string_pretty(&m).expect("manifest serialises");
+    json.push('\n');
+    std::fs::write(out.join(MANIFEST), json).map_err(|e| io(MANIFEST, &e))?;
+    Ok(entry)
+}
+
+/// Adds (or replaces) the bundle's bucket cards: writes `cards.json`, then the manifest with
+/// its checksum. Codebooks and fingerprint stay as they are.
+pub fn add_cards(
+    out: &Path,
+    cards: &crate::jobs::describe::cards::Cards,
+) -> Result<FileEntry, BundleError> {
+    let io =
+        |file: &str, e: &dyn std::fmt::Display| invalid(out, file, format!("cannot write: {e}"));
+    let raw = std::fs::read_to_string(out.join(MANIFEST)).map_err(|e| io(MANIFEST, &e))?;
+    let mut m: Manifest =
+        serde_json::from_str(&raw).map_err(|e| invalid(out, MANIFEST, format!("invalid: {e}")))?;
+    let file = super::CARDS;
+    let body = serde_json::to_string_pretty(cards).expect("cards serialise") + "\n";
+    std::fs::write(out.join(file), body).map_err(|e| io(file, &e))?;
+    let entry = FileEntry {
+        file: file.to_string(),
+        sha256: sha256_file(&out.join(file)).map_err(|e| io(file, &e))?,
+    };
+    m.cards = Some(entry.clone());
     let mut json = serde_json::to_string_pretty(&m).expect("manifest serialises");
     json.push('\n');
     std::fs::write(out.join(MANIFEST), json).map_err(|e| io(MANIFEST, &e))?;

@@ -284,6 +284,10 @@ pub struct FitArgs {
     /// (and so its fingerprint and every minilm code).
     #[arg(long, env = "HERMES_STATIC_ONLY")]
     pub static_only: bool,
+    /// Only (re)write the bucket cards (cards.json) of the existing bundle at --out from this
+    /// corpus, keeping its codebooks and fingerprint.
+    #[arg(long, env = "HERMES_CARDS_ONLY")]
+    pub cards_only: bool,
     /// Ridge strength λ pulling the table towards the vocabulary pass T0.
     #[arg(long, env = "HERMES_STATIC_LAMBDA", default_value_t = 0.01)]
     pub static_lambda: f32,

@@ -26,6 +26,7 @@ pub fn run(args: FitArgs) -> Result<()> {
         probes: args.probes,
         static_tier: args.static_tier,
         static_only: args.static_only,
+        cards_only: args.cards_only,
         static_fit: StaticFit {
             seed: args.seed,
             lambda: args.static_lambda,
@@ -35,7 +36,12 @@ pub fn run(args: FitArgs) -> Result<()> {
     };
     let summary = fit(&job)?;
     let Some(manifest) = summary.manifest else {
-        println!("bundle {}: static tier refitted", job.out.display());
+        let what = if job.cards_only {
+            "bucket cards"
+        } else {
+            "static tier"
+        };
+        println!("bundle {}: {what} rewritten", job.out.display());
         return Ok(());
     };
     println!(

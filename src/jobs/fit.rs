@@ -44,6 +44,8 @@ pub struct FitJob {
     pub static_tier: bool,
     /// Only (re)fit the static tier of the bundle at `out`.
     pub static_only: bool,
+    /// Only (re)write the bucket cards of the bundle at `out` from this corpus.
+    pub cards_only: bool,
     pub static_fit: StaticFit,
     pub runtime: RuntimeConfig,
 }
@@ -97,9 +99,14 @@ pub fn check(job: &FitJob) -> Result<(), FitJobError> {
             job.whiten
         )));
     }
-    if job.static_only && !job.out.join(crate::bundle::MANIFEST).is_file() {
+    if job.static_only && job.cards_only {
+        return Err(args_error(
+            "--static-only and --cards-only: one at a time".into(),
+        ));
+    }
+    if (job.static_only || job.cards_only) && !job.out.join(crate::bundle::MANIFEST).is_file() {
         return Err(args_error(format!(
-            "--static-only needs an existing bundle at --out: {} has no {}",
+            "--static-only/--cards-only need an existing bundle at --out: {} has no {}",
             job.out.display(),
             crate::bundle::MANIFEST
         )));
@@ -171,6 +178,23 @@ pub fn run(job: &FitJob) -> Result<FitSummary, FitJobError> {
         write_npy(path, &e, dim)?;
     }
     let options = args.runtime.load_options(1, true);
+    if args.cards_only {
+        let model = Model::load(&args.out, &options)?;
+        write_cards(
+            &args.out,
+            model.fingerprint(),
+            &model.space,
+            &docs,
+            &e,
+            args.seed,
+        )?;
+        drop(model);
+        verify(&args.out, &options)?;
+        return Ok(FitSummary {
+            manifest: None,
+            stats: Vec::new(),
+        });
+    }
     if args.static_only {
         let model = Model::load(&args.out, &options)?;
         fit_static(
@@ -241,8 +265,16 @@ pub fn run(job: &FitJob) -> Result<FitSummary, FitJobError> {
             probes,
         },
     )?;
+    let space = CodeSpace::new(fitted.transform.clone(), fitted.quantizer.clone());
+    write_cards(
+        &args.out,
+        &manifest.fingerprint,
+        &space,
+        &docs,
+        &e,
+        args.seed,
+    )?;
     if args.static_tier {
-        let space = CodeSpace::new(fitted.transform.clone(), fitted.quantizer.clone());
         fit_static(
             &args.static_fit,
             &args.input,
@@ -258,6 +290,61 @@ pub fn run(job: &FitJob) -> Result<FitSummary, FitJobError> {
         manifest: Some(manifest),
         stats: fitted.stats,
     })
+}
+
+/// Bucket cards of the fitting sample at depths 1 and 2 (DESIGN.md "Bucket cards": the
+/// defaults of `hermes describe`), written into the bundle.
+fn write_cards(
+    out: &Path,
+    fingerprint: &str,
+    space: &CodeSpace,
+    docs: &[crate::corpus::Doc],
+    e: &[f32],
+    seed: u64,
+) -> Result<(), FitJobError> {
+    use crate::jobs::describe::cards::{CardConfig, Sampler, TERM_CHARS};
+    let (codes, norms) = space.codes_and_residuals(e)?;
+    let levels = space.levels().len();
+    let mut sampler = Sampler::new(CardConfig {
+        depth: levels.min(2),
+        sample: 256,
+        terms: 12,
+        exemplars: 3,
+        seed,
+    });
+    for (i, (code, doc)) in codes.iter().zip(docs).enumerate() {
+        // Levels are checked to fit u16 before any fit.
+        let code: Vec<u16> = code.0.iter().map(|&c| c as u16).collect();
+        sampler.add(
+            &code,
+            &norms[i * levels..(i + 1) * levels],
+            &doc.id,
+            (0, i as u64),
+        );
+    }
+    let texts = sampler
+        .wanted()
+        .remove(&0)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| {
+            (
+                (0, r),
+                docs[r as usize].text.chars().take(TERM_CHARS).collect(),
+            )
+        })
+        .collect();
+    let cards = sampler
+        .cards(&texts, fingerprint, crate::tier::Tier::Minilm, &|_| {
+            "the corpus".into()
+        })
+        .map_err(FitJobError::Args)?;
+    crate::bundle::add_cards(out, &cards)?;
+    tracing::info!(
+        cards = cards.cards.len(),
+        "bucket cards of the fitting sample written"
+    );
+    Ok(())
 }
 
 /// Loads what was written, as `serve` will: checksums, shapes, probes, the static tier.

@@ -111,6 +111,8 @@ pub struct Service {
     /// The tier used when a request names none (`--encoder`).
     pub default_tier: usize,
     pub limits: Limits,
+    /// The bundle's atlas page, rendered once from its cards (`GET /atlas`).
+    pub atlas: Option<bytes::Bytes>,
 }
 
 /// Refuses a string of more than `max` characters (counted only as far as needed).
@@ -138,6 +140,10 @@ fn check_count(what: &str, n: usize, max: usize) -> Result<(), ServiceError> {
 }
 
 impl Service {
+    pub fn atlas_page(&self) -> Option<bytes::Bytes> {
+        self.atlas.clone()
+    }
+
     pub fn model(&self) -> &Arc<Model> {
         self.tiers[self.default_tier].labeler.model()
     }

@@ -192,6 +192,10 @@ async fn load(config: &ServeConfig) -> Result<(Service, Vec<crate::batch::Worker
         tiers,
         default_tier,
         limits: config.limits.clone(),
+        atlas: model
+            .cards
+            .as_ref()
+            .map(|c| bytes::Bytes::from(crate::jobs::describe::atlas::page(c))),
     };
     tracing::info!(
         name = model.name(),
