@@ -150,6 +150,24 @@ fn fit_then_eval_a_small_real_corpus() {
     assert_eq!(manifest["transform"]["out_dim"], 32);
     assert_eq!(manifest["fit"]["n_docs"], 400);
     assert!(!manifest["probes"].as_array().unwrap().is_empty());
+    // The fit writes the bucket cards of its sample, pinned in the manifest.
+    let cards: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("cards.json")).unwrap()).unwrap();
+    assert_eq!(manifest["cards"]["file"], "cards.json");
+    assert_eq!(cards["fingerprint"], manifest["fingerprint"]);
+    assert_eq!(cards["docs"], 400);
+    let depth1: Vec<_> = cards["cards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["depth"] == 1)
+        .collect();
+    assert!(!depth1.is_empty() && depth1.len() <= 8);
+    assert!(
+        depth1
+            .iter()
+            .all(|c| !c["terms"].as_array().unwrap().is_empty())
+    );
 
     // Refitting from the saved embeddings with the same seed gives the same bytes.
     let again = tmp.path().join("again");
@@ -174,6 +192,27 @@ fn fit_then_eval_a_small_real_corpus() {
     assert_eq!(
         std::fs::read(out.join("codebooks.safetensors")).unwrap(),
         std::fs::read(again.join("codebooks.safetensors")).unwrap()
+    );
+    assert_eq!(
+        std::fs::read(out.join("cards.json")).unwrap(),
+        std::fs::read(again.join("cards.json")).unwrap()
+    );
+    // --cards-only rewrites the cards of an existing bundle and keeps its codebooks.
+    std::fs::remove_file(again.join("cards.json")).unwrap();
+    let o = hermes(&[
+        "fit",
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+        "--cards-only",
+        "--embeddings",
+        npy.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(out.join("cards.json")).unwrap(),
+        std::fs::read(again.join("cards.json")).unwrap()
     );
 
     let json = tmp.path().join("eval.json");

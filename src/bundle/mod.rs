@@ -22,7 +22,7 @@ use crate::quantize::CodeSpace;
 use crate::tier::Tier;
 pub use codebooks::codebooks_bytes;
 pub use manifest::{EncoderEntry, FileEntry, FitInfo, Manifest, Probe, TransformEntry};
-pub use write::{NewBundle, add_cards, add_static_tier, write_bundle};
+pub use write::{NewBundle, add_cards, add_static_tier, remove_cards, write_bundle};
 
 pub const MANIFEST: &str = "manifest.json";
 pub const CODEBOOKS: &str = "codebooks.safetensors";

@@ -136,3 +136,18 @@ pub fn add_cards(
     std::fs::write(out.join(MANIFEST), json).map_err(|e| io(MANIFEST, &e))?;
     Ok(entry)
 }
+
+/// Drops the cards entry from the manifest of the bundle at `out` (before they are rewritten).
+pub fn remove_cards(out: &Path) -> Result<(), BundleError> {
+    let raw = std::fs::read_to_string(out.join(MANIFEST))
+        .map_err(|e| invalid(out, MANIFEST, format!("cannot read: {e}")))?;
+    let mut m: Manifest =
+        serde_json::from_str(&raw).map_err(|e| invalid(out, MANIFEST, format!("invalid: {e}")))?;
+    if m.cards.take().is_none() {
+        return Ok(());
+    }
+    let mut json = serde_json::to_string_pretty(&m).expect("manifest serialises");
+    json.push('\n');
+    std::fs::write(out.join(MANIFEST), json)
+        .map_err(|e| invalid(out, MANIFEST, format!("cannot write: {e}")))
+}

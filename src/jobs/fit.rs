@@ -179,6 +179,8 @@ pub fn run(job: &FitJob) -> Result<FitSummary, FitJobError> {
     }
     let options = args.runtime.load_options(1, true);
     if args.cards_only {
+        // The old cards are being replaced: a missing or damaged cards.json must not stop it.
+        crate::bundle::remove_cards(&args.out)?;
         let model = Model::load(&args.out, &options)?;
         write_cards(
             &args.out,
