@@ -80,9 +80,11 @@ fn generate(dir: &Path, rows: usize) {
 /// Runs `hermes` to the end; returns seconds and the child's peak RSS in MiB.
 fn timed(args: &[&str]) -> (f64, f64) {
     let started = Instant::now();
+    // Reaped by wait4 below, which also gives the child's own peak RSS.
+    #[allow(clippy::zombie_processes)]
     let child = Command::new(env!("CARGO_BIN_EXE_hermes"))
         .args(args)
-        .stderr(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .expect("run hermes");
     let pid = child.id() as libc::pid_t;

@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use arrow_array::cast::AsArray;
@@ -33,44 +33,16 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// The wiki corpus in 4 files, labeled by the static tier: (inputs, codes).
-fn labeled(base: &Path) -> (PathBuf, PathBuf) {
-    let input = base.join("in");
-    std::fs::create_dir_all(&input).unwrap();
-    let wiki = std::fs::read_to_string(Path::new(ROOT).join(".cache/data/wiki.jsonl"))
-        .expect("run `make setup`");
-    let mut parts = vec![String::new(); 4];
-    for (i, line) in wiki.lines().enumerate() {
-        parts[i % 4].push_str(line);
-        parts[i % 4].push('\n');
-    }
-    for (k, p) in parts.iter().enumerate() {
-        std::fs::write(input.join(format!("w{k}.jsonl")), p).unwrap();
-    }
-    let codes = base.join("codes");
-    let o = hermes(&[
-        "label",
-        "--input",
-        input.to_str().unwrap(),
-        "--out",
-        codes.to_str().unwrap(),
-        "--encoder",
-        "static",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    (input, codes)
-}
-
 /// id → (code, text) over the labeled corpus.
 fn corpus(input: &Path, codes: &Path) -> HashMap<String, (Vec<u16>, String)> {
     let mut out = HashMap::new();
     for k in 0..4 {
-        let texts: Vec<Value> = std::fs::read_to_string(input.join(format!("w{k}.jsonl")))
+        let texts: Vec<Value> = std::fs::read_to_string(input.join(format!("part-{k}.jsonl")))
             .unwrap()
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        let f = File::open(codes.join(format!("codes/w{k}.jsonl.parquet"))).unwrap();
+        let f = File::open(codes.join(format!("codes/part-{k}.jsonl.parquet"))).unwrap();
         for b in ParquetRecordBatchReaderBuilder::try_new(f)
             .unwrap()
             .build()
@@ -117,8 +89,7 @@ fn label(code: &[u16]) -> String {
 #[test]
 fn cards_hold_the_contract_and_do_not_depend_on_the_task_count() {
     let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("describe");
-    let _ = std::fs::remove_dir_all(&base);
-    let (input, codes) = labeled(&base);
+    let (input, codes) = common::label_wiki(&base, 4, &[], |_, _| {});
     let (i, c) = (input.to_str().unwrap(), codes.to_str().unwrap());
     let one = base.join("one");
     let o = hermes(&[
@@ -413,7 +384,7 @@ fn the_atlas_renders_offline_and_answers_a_choice_and_a_filter() {
         filtered.contains(&format!("data-tiles=\"{expected_filtered}\"")),
         "filter {term}: want {expected_filtered}"
     );
-    assert!(expected_filtered < 64 && expected_filtered >= 1);
+    assert!((1..64).contains(&expected_filtered));
     assert!(out.path().join("atlas.png").is_file());
     // Every request the page made went to the server.
     let base = read("url").trim().to_string();

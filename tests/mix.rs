@@ -15,6 +15,8 @@ use arrow_array::types::{UInt16Type, UInt64Type};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Value, json};
 
+mod common;
+
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 fn hermes(args: &[&str]) -> Output {
@@ -35,14 +37,7 @@ fn labeled() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mix-corpus");
-        let _ = std::fs::remove_dir_all(&base);
-        let input = base.join("in");
-        std::fs::create_dir_all(&input).unwrap();
-        let wiki = std::fs::read_to_string(Path::new(ROOT).join(".cache/data/wiki.jsonl"))
-            .expect("run `make setup`");
-        let mut parts = vec![String::new(); 6];
-        for (i, line) in wiki.lines().enumerate() {
-            let mut o: Value = serde_json::from_str(line).unwrap();
+        let (_, codes) = common::label_wiki(&base, 6, &["score", "tokens", "src"], |i, o| {
             let text = o["text"].as_str().unwrap().to_string();
             let words = text.split_whitespace().count();
             // A stand-in quality score: the share of long words, in steps of 0.02.
@@ -53,26 +48,8 @@ fn labeled() -> &'static Path {
                 o["score"] = json!(score);
             }
             o["src"] = json!("wiki");
-            parts[i % 6].push_str(&o.to_string());
-            parts[i % 6].push('\n');
-        }
-        for (k, p) in parts.iter().enumerate() {
-            std::fs::write(input.join(format!("part-{k}.jsonl")), p).unwrap();
-        }
-        let out = base.join("codes");
-        let o = hermes(&[
-            "label",
-            "--input",
-            input.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--encoder",
-            "static",
-            "--carry",
-            "score,tokens,src",
-        ]);
-        assert!(o.status.success(), "label: {}", stderr(&o));
-        out
+        });
+        codes
     })
 }
 

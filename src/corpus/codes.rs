@@ -370,6 +370,23 @@ pub fn code_files(out: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(files)
 }
 
+/// The `c1..c{depth}` columns of a record batch of a codes file (`path` names it in errors).
+pub fn level_columns<'a>(
+    batch: &'a RecordBatch,
+    depth: usize,
+    path: &Path,
+) -> Result<Vec<&'a arrow_array::PrimitiveArray<arrow_array::types::UInt16Type>>, String> {
+    use arrow_array::cast::AsArray;
+    (1..=depth)
+        .map(|l| {
+            batch
+                .column_by_name(&format!("c{l}"))
+                .and_then(|c| c.as_primitive_opt())
+                .ok_or_else(|| format!("{}: column c{l} is missing or not u16", path.display()))
+        })
+        .collect()
+}
+
 /// The number of levels (`c1`.. columns) of a codes file, from its footer alone.
 pub fn code_levels(path: &Path) -> Result<usize, String> {
     let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
@@ -393,8 +410,6 @@ fn is_level_column(n: &str) -> bool {
 
 /// Reads the `c1`.. columns of a codes file, calling `each` with one code per row.
 pub fn read_codes(path: &Path, mut each: impl FnMut(&[u16])) -> Result<usize, String> {
-    use arrow_array::cast::AsArray;
-    use arrow_array::types::UInt16Type;
     use parquet::arrow::ProjectionMask;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
@@ -418,14 +433,7 @@ pub fn read_codes(path: &Path, mut each: impl FnMut(&[u16])) -> Result<usize, St
     let mut rows = 0;
     for batch in reader {
         let batch = batch.map_err(|e| err(&e))?;
-        let cols: Vec<_> = (1..=depth)
-            .map(|l| {
-                batch
-                    .column_by_name(&format!("c{l}"))
-                    .and_then(|c| c.as_primitive_opt::<UInt16Type>())
-                    .ok_or_else(|| format!("{}: column c{l} is missing or not u16", path.display()))
-            })
-            .collect::<Result<_, _>>()?;
+        let cols = level_columns(&batch, depth, path)?;
         for i in 0..batch.num_rows() {
             for (l, c) in cols.iter().enumerate() {
                 code[l] = c.value(i);

@@ -133,3 +133,55 @@ pub fn wiki_texts(n: usize) -> Vec<String> {
         .map(|d| d.text)
         .collect()
 }
+
+/// The wiki corpus split round-robin into `parts` files `base/in/part-K.jsonl` (each line's
+/// object first changed by `edit(line index, object)`), labeled by the static tier into
+/// `base/codes` with `carry`. Returns (inputs, codes).
+pub fn label_wiki(
+    base: &Path,
+    parts: usize,
+    carry: &[&str],
+    edit: impl Fn(usize, &mut serde_json::Value),
+) -> (PathBuf, PathBuf) {
+    let _ = std::fs::remove_dir_all(base);
+    let input = base.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let wiki = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/data/wiki.jsonl"),
+    )
+    .expect("run `make setup`");
+    let mut files = vec![String::new(); parts];
+    for (i, line) in wiki.lines().enumerate() {
+        let mut o: serde_json::Value = serde_json::from_str(line).unwrap();
+        edit(i, &mut o);
+        files[i % parts].push_str(&o.to_string());
+        files[i % parts].push('\n');
+    }
+    for (k, f) in files.iter().enumerate() {
+        std::fs::write(input.join(format!("part-{k}.jsonl")), f).unwrap();
+    }
+    let codes = base.join("codes");
+    let mut args = vec![
+        "label".to_string(),
+        "--input".into(),
+        input.to_string_lossy().into_owned(),
+        "--out".into(),
+        codes.to_string_lossy().into_owned(),
+        "--encoder".into(),
+        "static".into(),
+    ];
+    if !carry.is_empty() {
+        args.extend(["--carry".to_string(), carry.join(",")]);
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_hermes"))
+        .args(&args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run hermes label");
+    assert!(
+        o.status.success(),
+        "label: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (input, codes)
+}

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 use unicode_segmentation::UnicodeSegmentation;
 
+use crate::jobs::mix::plan::{label, pack};
 use crate::jobs::mix::rows::key_hash;
 use crate::tier::Tier;
 
@@ -109,18 +110,6 @@ pub struct Sampler {
     index: HashMap<(usize, u128), usize>,
     buckets: Vec<Bucket>,
     docs: u64,
-}
-
-fn pack(code: &[u16]) -> u128 {
-    code.iter()
-        .fold(0u128, |acc, &c| (acc << 16) | u128::from(c))
-}
-
-fn label(code: &[u16]) -> String {
-    code.iter()
-        .map(u16::to_string)
-        .collect::<Vec<_>>()
-        .join(".")
 }
 
 impl Sampler {

@@ -16,13 +16,10 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Float32Type, UInt16Type, UInt64Type};
-use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 
 use super::Shard;
+use super::mix::rows::{Columns, scan};
 use crate::corpus::codes::{code_levels, sync_dir, tmp_name};
 use crate::corpus::inputs::{expand, shard};
 use crate::corpus::reader::{Fields, Reader};
@@ -145,9 +142,16 @@ pub fn run(job: &DescribeJob) -> Result<DescribeSummary, DescribeError> {
         )));
     }
     let mut sampler = Sampler::new(*c);
+    let cols = Columns {
+        depth: c.depth,
+        size: None,
+        quality: None,
+        id: true,
+        residuals: true,
+    };
     for (i, f) in files.iter().enumerate() {
-        read_codes(&f.path, c.depth, |code, r, id, row| {
-            sampler.add(code, r, id, (i as u32, row))
+        scan(&f.path, &cols, |r| {
+            sampler.add(r.code, r.residuals, r.id, (i as u32, r.row))
         })
         .map_err(DescribeError::Codes)?;
     }
@@ -203,78 +207,6 @@ pub fn write_cards(out: &Path, cards: &Cards) -> Result<PathBuf, DescribeError> 
     let path = out.join("cards.json");
     sync_dir(&path).map_err(|e| err(&path, &e))?;
     Ok(path)
-}
-
-/// Reads `id`, `row`, `c1..c{depth}` and `r1..r{depth}` of a codes file, row by row.
-fn read_codes(
-    path: &Path,
-    depth: usize,
-    mut each: impl FnMut(&[u16], &[f32], &str, u64),
-) -> Result<(), String> {
-    let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
-    let file = File::open(path).map_err(|e| err(&e))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| err(&e))?;
-    let pq = builder.parquet_schema();
-    let mut wanted = vec!["id".to_string(), "row".to_string()];
-    for l in 1..=depth {
-        wanted.push(format!("c{l}"));
-        wanted.push(format!("r{l}"));
-    }
-    let leaves = wanted
-        .iter()
-        .map(|n| {
-            (0..pq.num_columns())
-                .find(|&i| pq.column(i).name() == n)
-                .ok_or_else(|| {
-                    format!(
-                        "{}: no column `{n}` (codes from a hermes older than the r_d columns? label again)",
-                        path.display()
-                    )
-                })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let mask = ProjectionMask::leaves(pq, leaves);
-    let reader = builder
-        .with_projection(mask)
-        .with_batch_size(16_384)
-        .build()
-        .map_err(|e| err(&e))?;
-    let (mut code, mut r) = (vec![0u16; depth], vec![0f32; depth]);
-    for batch in reader {
-        let b = batch.map_err(|e| err(&e))?;
-        let col = |n: &str| {
-            b.column_by_name(n)
-                .ok_or_else(|| format!("{}: no column `{n}`", path.display()))
-        };
-        let ids = col("id")?
-            .as_string_opt::<i32>()
-            .ok_or_else(|| format!("{}: id is not utf8", path.display()))?;
-        let rows = col("row")?
-            .as_primitive_opt::<UInt64Type>()
-            .ok_or_else(|| format!("{}: row is not u64", path.display()))?;
-        let mut cs = Vec::with_capacity(depth);
-        let mut rs = Vec::with_capacity(depth);
-        for l in 1..=depth {
-            cs.push(
-                col(&format!("c{l}"))?
-                    .as_primitive_opt::<UInt16Type>()
-                    .ok_or_else(|| format!("{}: c{l} is not u16", path.display()))?,
-            );
-            rs.push(
-                col(&format!("r{l}"))?
-                    .as_primitive_opt::<Float32Type>()
-                    .ok_or_else(|| format!("{}: r{l} is not f32", path.display()))?,
-            );
-        }
-        for i in 0..b.num_rows() {
-            for l in 0..depth {
-                code[l] = cs[l].value(i);
-                r[l] = rs[l].value(i);
-            }
-            each(&code, &r, ids.value(i), rows.value(i));
-        }
-    }
-    Ok(())
 }
 
 /// This task's input files, read for the wanted rows' texts.

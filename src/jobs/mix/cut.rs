@@ -103,7 +103,7 @@ impl Search {
         match std::mem::replace(&mut self.state, State::Collect(Vec::new())) {
             State::Done(c) => self.state = State::Done(c),
             State::Collect(mut rows) => {
-                rows.sort_by(|a, b| a.0.cmp(&b.0));
+                rows.sort_by_key(|a| a.0);
                 let mut total = self.before;
                 let mut cut = None;
                 for (key, size) in rows {
@@ -203,7 +203,7 @@ mod tests {
             })
             .collect();
         let mut sorted = rows.clone();
-        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        sorted.sort_by_key(|a| a.0);
         // The sizes sum to 9,999.
         for target in [1.0, 2.0, 777.0, 5000.0, 9998.5, 9999.0] {
             let cut = run(target, false, &rows);

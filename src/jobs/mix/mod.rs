@@ -425,6 +425,7 @@ fn select(
         size: (!spec.by_docs()).then(|| spec.size.clone()),
         quality: spec.quality().map(|(q, _)| q.to_string()),
         id: true,
+        residuals: false,
     };
     let Shard { index: task, count } = job.shard;
     let mine: Vec<(usize, &CodesFile)> = files

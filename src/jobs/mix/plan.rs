@@ -175,6 +175,7 @@ pub fn make(
         size: (!docs).then(|| spec.size.clone()),
         quality: quality.map(|(q, _)| q.to_string()),
         id: false,
+        residuals: false,
     };
     // Pass 1: rows per group.
     let mut index: HashMap<u128, usize> = HashMap::new();

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use arrow_array::Array;
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, UInt16Type, UInt64Type};
+use arrow_array::types::{Float32Type, Float64Type, UInt64Type};
 use arrow_schema::DataType;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -68,6 +68,8 @@ pub struct Columns {
     pub quality: Option<String>,
     /// Whether the id is needed (for the row key).
     pub id: bool,
+    /// Whether `r1..r{depth}` are read (for bucket cards).
+    pub residuals: bool,
 }
 
 /// One row as a pass sees it.
@@ -76,6 +78,8 @@ pub struct RowView<'a> {
     pub id: &'a str,
     /// `c1..c{depth}`.
     pub code: &'a [u16],
+    /// `r1..r{depth}` when [`Columns::residuals`], else empty.
+    pub residuals: &'a [f32],
     /// `None`: null (or not a finite number >= 0 for a size).
     pub size: Option<f64>,
     pub quality: Option<f64>,
@@ -118,6 +122,9 @@ pub fn scan(path: &Path, cols: &Columns, mut each: impl FnMut(RowView<'_>)) -> R
         wanted.push("id".into());
     }
     wanted.extend((1..=cols.depth).map(|l| format!("c{l}")));
+    if cols.residuals {
+        wanted.extend((1..=cols.depth).map(|l| format!("r{l}")));
+    }
     wanted.extend(cols.size.iter().cloned());
     wanted.extend(cols.quality.iter().cloned());
     let mut leaves = Vec::new();
@@ -146,6 +153,7 @@ pub fn scan(path: &Path, cols: &Columns, mut each: impl FnMut(RowView<'_>)) -> R
         Ok(cast.as_primitive::<Float64Type>().clone())
     };
     let mut code = vec![0u16; cols.depth];
+    let mut r = vec![0f32; if cols.residuals { cols.depth } else { 0 }];
     let mut n = 0u64;
     for batch in reader {
         let batch = batch.map_err(|e| err(&e))?;
@@ -165,14 +173,21 @@ pub fn scan(path: &Path, cols: &Columns, mut each: impl FnMut(RowView<'_>)) -> R
         } else {
             None
         };
-        let levels: Vec<_> = (1..=cols.depth)
-            .map(|l| {
-                batch
-                    .column_by_name(&format!("c{l}"))
-                    .and_then(|c| c.as_primitive_opt::<UInt16Type>())
-                    .ok_or_else(|| format!("{}: column c{l} is missing or not u16", path.display()))
-            })
-            .collect::<Result<_, _>>()?;
+        let levels = crate::corpus::codes::level_columns(&batch, cols.depth, path)?;
+        let residuals: Vec<_> = if cols.residuals {
+            (1..=cols.depth)
+                .map(|l| {
+                    batch
+                        .column_by_name(&format!("r{l}"))
+                        .and_then(|c| c.as_primitive_opt::<Float32Type>())
+                        .ok_or_else(|| {
+                            format!("{}: column r{l} is missing or not f32", path.display())
+                        })
+                })
+                .collect::<Result<_, _>>()?
+        } else {
+            Vec::new()
+        };
         let size = cols
             .size
             .as_deref()
@@ -186,6 +201,9 @@ pub fn scan(path: &Path, cols: &Columns, mut each: impl FnMut(RowView<'_>)) -> R
         for i in 0..batch.num_rows() {
             for (l, c) in levels.iter().enumerate() {
                 code[l] = c.value(i);
+            }
+            for (l, c) in residuals.iter().enumerate() {
+                r[l] = c.value(i);
             }
             let size = match &size {
                 None => Some(1.0),
@@ -201,6 +219,7 @@ pub fn scan(path: &Path, cols: &Columns, mut each: impl FnMut(RowView<'_>)) -> R
                 row: rows.value(i),
                 id: ids.map_or("", |a| a.value(i)),
                 code: &code,
+                residuals: &r,
                 size,
                 quality,
             });
