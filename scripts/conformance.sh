@@ -23,9 +23,12 @@ start_server "$BIN" "$OUT"
 export SCHEMATHESIS_HOOKS=conformance_hooks
 export PYTHONPATH="$PWD/scripts${PYTHONPATH:+:$PYTHONPATH}"
 status=0
+# One worker: with two, schemathesis's coverage phase calls ast.parse from two threads at once,
+# and CPython 3.11 then fails now and then with "SystemError: AST constructor recursion depth
+# mismatch" (seen once on GET /v1/buckets, gone on the rerun): a tool error, not a finding.
 .cache/venv/bin/schemathesis run openapi/openapi.json --url "$url" \
   --checks all --phases examples,coverage,fuzzing --max-examples "$EXAMPLES" --seed 1 \
-  --workers 2 --request-timeout 60 --no-color \
+  --workers 1 --request-timeout 60 --no-color \
   --exclude-path /v1/label/stream \
   --report junit --report-junit-path "$OUT/junit.xml" || status=$?
 .cache/venv/bin/schemathesis run openapi/openapi.json --url "$url" \

@@ -268,3 +268,49 @@ async fn replicas_share_codes_that_survive_restarts_and_outages() {
         "no store latency metric"
     );
 }
+
+/// A value in the store that hermes did not write is an error the caller sees (500, logged),
+/// not "unknown id": a 404 would invite relabeling over someone else's key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_stored_value_is_an_error_not_an_unknown_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let redis = Redis::start(tmp.path(), free_port());
+    let url = redis.url();
+    let s = Server::start(&["--store", url.as_str()]).await;
+    let model = s.get_json("/v1/model").await;
+    let key = format!(
+        "hermes:{}:minilm:foreign",
+        model["fingerprint"].as_str().unwrap()
+    );
+    let mut c = TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
+    let cmd = format!(
+        "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n$7\r\ngarbage\r\n",
+        key.len()
+    );
+    c.write_all(cmd.as_bytes()).unwrap();
+    let mut buf = [0u8; 16];
+    let n = c.read(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"+OK"));
+    let r = client()
+        .get(s.url("/v1/codes/foreign"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "internal");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("undecodable"),
+        "{body}"
+    );
+    // An id nobody stored is still a plain 404.
+    let r = client()
+        .get(s.url("/v1/codes/nobody"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}

@@ -22,7 +22,7 @@ use crate::labeling::Service;
 pub struct BucketsQuery {
     /// Depth of the buckets: 1 (the default) or 2 for the default bundle's cards.
     #[param(minimum = 1, maximum = 2)]
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::types::de_depth_query")]
     pub depth: Option<u32>,
 }
 

@@ -182,3 +182,27 @@ async fn error_shape(req: Request, next: Next) -> Response {
     };
     err.into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::check_cors_origins;
+
+    #[test]
+    fn an_origin_cors_could_never_match_is_refused() {
+        let ok =
+            |o: &[&str]| check_cors_origins(&o.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert!(ok(&["*", "https://example.org", "http://127.0.0.1:3000"]).is_ok());
+        assert!(
+            ok(&["example.org"])
+                .unwrap_err()
+                .contains("not `*` or an origin")
+        );
+        assert!(
+            ok(&["https://example.org/path"])
+                .unwrap_err()
+                .contains("no path")
+        );
+        assert!(ok(&["https://"]).is_err());
+        assert!(ok(&["https://exa\nmple.org"]).is_err());
+    }
+}

@@ -17,7 +17,9 @@ use crate::labeling::limits::defaults::{
 // that the two agree). A server started with other limits accepts or refuses accordingly.
 
 /// A depth query parameter (`?depth=2`, also `2.0`).
-fn de_depth_query<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+pub(crate) fn de_depth_query<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<u32>, D::Error> {
     use serde::de::Error;
     let Some(raw) = Option::<String>::deserialize(d)? else {
         return Ok(None);
