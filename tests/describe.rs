@@ -8,30 +8,18 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::UInt16Type;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 
-use common::{Server, client};
+use common::{Server, client, hermes, stderr};
 use hermes::jobs::describe::cards::words;
 use hermes::jobs::mix::rows::key_hash;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-fn hermes(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hermes"))
-        .args(args)
-        .current_dir(ROOT)
-        .output()
-        .expect("run hermes")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// id → (code, text) over the labeled corpus.
 fn corpus(input: &Path, codes: &Path) -> HashMap<String, (Vec<u16>, String)> {

@@ -17,19 +17,9 @@ use serde_json::{Value, json};
 
 mod common;
 
+use common::{hermes, stderr};
+
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-fn hermes(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hermes"))
-        .args(args)
-        .current_dir(ROOT)
-        .output()
-        .expect("run hermes")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// The wiki corpus in 6 files with a quality `score` (rounded, so ties happen; null for
 /// every 31st row) and a `tokens` count, labeled once by the static tier.

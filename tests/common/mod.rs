@@ -185,3 +185,16 @@ pub fn label_wiki(
     );
     (input, codes)
 }
+
+/// Runs the `hermes` binary in the repository root to the end.
+pub fn hermes(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_hermes"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run hermes")
+}
+
+pub fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
