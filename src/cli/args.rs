@@ -92,6 +92,9 @@ pub struct DescribeArgs {
     /// Merge the array tasks' parts under --out into the cards.
     #[arg(long, env = "HERMES_MERGE")]
     pub merge: bool,
+    /// Seconds between progress lines when stderr is not a terminal.
+    #[arg(long, env = "HERMES_PROGRESS_INTERVAL_S", default_value_t = 10)]
+    pub progress_interval_s: u64,
 }
 
 #[derive(Debug, Args)]

@@ -55,6 +55,7 @@ pub fn run(args: DescribeArgs) -> Result<()> {
         },
         shard,
         merge: args.merge,
+        progress_interval: std::time::Duration::from_secs(args.progress_interval_s),
     };
     let s = describe(&job)?;
     match s.cards {

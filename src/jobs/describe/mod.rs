@@ -39,6 +39,8 @@ pub struct DescribeJob {
     pub shard: Shard,
     /// Only merge the tasks' parts into the cards.
     pub merge: bool,
+    /// Time between progress lines when stderr is not a terminal.
+    pub progress_interval: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -149,12 +151,30 @@ pub fn run(job: &DescribeJob) -> Result<DescribeSummary, DescribeError> {
         id: true,
         residuals: true,
     };
+    let counter = std::sync::Arc::new(super::progress::Counter::default());
+    let reporter = super::progress::Reporter::start(
+        "describe",
+        "rows",
+        files.len(),
+        counter.clone(),
+        job.progress_interval,
+    );
     for (i, f) in files.iter().enumerate() {
-        scan(&f.path, &cols, |r| {
+        let n = scan(&f.path, &cols, |r| {
             sampler.add(r.code, r.residuals, r.id, (i as u32, r.row))
-        })
-        .map_err(DescribeError::Codes)?;
+        });
+        match n {
+            Ok(n) => {
+                counter.add(n);
+                reporter.file_done(i + 1, Path::new(&f.name), Some(n));
+            }
+            Err(e) => {
+                reporter.finish();
+                return Err(DescribeError::Codes(e));
+            }
+        }
     }
+    reporter.finish();
     let wanted = sampler.wanted();
     let names: Vec<String> = files.iter().map(|f| f.name.clone()).collect();
     let index: HashMap<&str, u32> = names
@@ -222,29 +242,46 @@ fn scan_inputs(
         ..job.fields.clone()
     };
     let mut texts = HashMap::new();
-    for input in mine {
-        let name = format!("{}.parquet", input.rel.display());
-        let Some(&f) = index.get(name.as_str()) else {
-            return Err(DescribeError::Inputs(format!(
-                "{}: not in the codes at {} (was it labeled into another --out?)",
-                input.path.display(),
-                job.codes.display()
-            )));
-        };
-        let Some(rows) = wanted.get(&f) else {
-            continue;
-        };
-        let reader = Reader::open(&input.path, &input.rel.display().to_string(), &fields)
-            .map_err(|e| DescribeError::Inputs(e.to_string()))?;
-        for record in reader {
-            let record = record.map_err(|e| DescribeError::Inputs(e.to_string()))?;
-            if rows.contains(&record.row) {
-                let text: String = record.text.chars().take(cards::TERM_CHARS).collect();
-                texts.insert((f, record.row), text);
+    let counter = std::sync::Arc::new(super::progress::Counter::default());
+    let reporter = super::progress::Reporter::start(
+        "describe",
+        "rows",
+        mine.len(),
+        counter.clone(),
+        job.progress_interval,
+    );
+    let result = (|| {
+        for (n, input) in mine.iter().enumerate() {
+            let name = format!("{}.parquet", input.rel.display());
+            let Some(&f) = index.get(name.as_str()) else {
+                return Err(DescribeError::Inputs(format!(
+                    "{}: not in the codes at {} (was it labeled into another --out?)",
+                    input.path.display(),
+                    job.codes.display()
+                )));
+            };
+            let Some(rows) = wanted.get(&f) else {
+                reporter.file_done(n + 1, &input.rel, Some(0));
+                continue;
+            };
+            let reader = Reader::open(&input.path, &input.rel.display().to_string(), &fields)
+                .map_err(|e| DescribeError::Inputs(e.to_string()))?;
+            let mut read = 0;
+            for record in reader {
+                let record = record.map_err(|e| DescribeError::Inputs(e.to_string()))?;
+                read += 1;
+                if rows.contains(&record.row) {
+                    let text: String = record.text.chars().take(cards::TERM_CHARS).collect();
+                    texts.insert((f, record.row), text);
+                }
             }
+            counter.add(read);
+            reporter.file_done(n + 1, &input.rel, Some(read));
         }
-    }
-    Ok(texts)
+        Ok(())
+    })();
+    reporter.finish();
+    result.map(|()| texts)
 }
 
 fn part_name(shard: Shard) -> String {
