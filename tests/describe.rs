@@ -376,21 +376,7 @@ fn the_atlas_renders_offline_and_answers_a_choice_and_a_filter() {
     assert!(out.path().join("atlas.png").is_file());
     // Every request the page made went to the server.
     let base = read("url").trim().to_string();
-    let log: Value = serde_json::from_str(&read("netlog.json")).expect("netlog.json");
-    // The navigation and everything the page initiated (Chromium's own background requests,
-    // which the flags turn off anyway, are not the page's).
-    let urls: Vec<String> = log["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| {
-            let p = &e["params"];
-            let url = p["url"].as_str()?;
-            let initiator = p["initiator"].as_str().unwrap_or("");
-            (initiator.starts_with(&base) || url.starts_with(&format!("{base}/atlas")))
-                .then(|| url.to_string())
-        })
-        .collect();
+    let urls = common::page_requests(&read("netlog.json"), &base, "/atlas");
     assert!(
         urls.iter().any(|u| u.starts_with(&format!("{base}/atlas"))),
         "{urls:?}"

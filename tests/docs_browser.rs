@@ -5,6 +5,8 @@
 
 use std::process::Command;
 
+mod common;
+
 #[test]
 fn docs_page_renders_every_operation_offline() {
     assert!(
@@ -52,19 +54,7 @@ fn docs_page_renders_every_operation_offline() {
     }
 
     // Requests the page made (the navigation, and everything it initiated) all went to the server.
-    let log: serde_json::Value = serde_json::from_str(&read("netlog.json")).expect("netlog.json");
-    let page_requests: Vec<String> = log["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| {
-            let p = &e["params"];
-            let url = p["url"].as_str()?;
-            let initiator = p["initiator"].as_str().unwrap_or("");
-            let from_page = initiator == base || url.starts_with(&format!("{base}/docs"));
-            from_page.then(|| url.to_string())
-        })
-        .collect();
+    let page_requests = common::page_requests(&read("netlog.json"), &base, "/docs");
     assert!(
         page_requests.iter().any(|u| u.ends_with("/openapi.json")),
         "the page did not fetch the spec"

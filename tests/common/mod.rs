@@ -198,3 +198,22 @@ pub fn hermes(args: &[&str]) -> std::process::Output {
 pub fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// The requests a page made, from a Chromium net log: the navigation to `base` + `page` and
+/// everything it initiated (Chromium's own background requests, which the test flags turn
+/// off anyway, are not the page's).
+pub fn page_requests(netlog: &str, base: &str, page: &str) -> Vec<String> {
+    let log: serde_json::Value = serde_json::from_str(netlog).expect("netlog.json");
+    log["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| {
+            let p = &e["params"];
+            let url = p["url"].as_str()?;
+            let initiator = p["initiator"].as_str().unwrap_or("");
+            (initiator.starts_with(base) || url.starts_with(&format!("{base}{page}")))
+                .then(|| url.to_string())
+        })
+        .collect()
+}
