@@ -49,6 +49,82 @@ pub enum Command {
     Mix(MixArgs),
     /// Bucket cards (terms, exemplars, shares) of a labeled corpus: cards.json and atlas.html.
     Describe(DescribeArgs),
+    /// Label a Kafka topic or a Redis stream into another, at least once (DESIGN.md "Streams").
+    Consume(Box<ConsumeArgs>),
+}
+
+/// Everything `hermes consume` can be told (see [`crate::jobs::consume::ConsumeJob`]).
+#[derive(Debug, Clone, Args)]
+pub struct ConsumeArgs {
+    /// Where documents come from: kafka://HOST:PORT/TOPIC?group=G or
+    /// redis://HOST:PORT/DB/STREAM?group=G (&consumer=NAME&claim-idle-ms=N for Redis;
+    /// librdkafka properties such as session.timeout.ms=6000 for Kafka).
+    #[arg(long, env = "HERMES_SOURCE")]
+    pub source: String,
+    /// Where outputs go: kafka://HOST:PORT/TOPIC or redis://HOST:PORT/DB/STREAM.
+    #[arg(long, env = "HERMES_SINK")]
+    pub sink: String,
+    /// Where bad records go (default: the source's topic + ".dead-letter", same broker).
+    #[arg(long, env = "HERMES_DEAD_LETTER")]
+    pub dead_letter: Option<String>,
+    #[arg(long, env = "HERMES_BUNDLE", default_value = DEFAULT_BUNDLE)]
+    pub bundle: PathBuf,
+    /// Encoder tier: minilm (the reference) or static (the bundle's fitted token table).
+    #[arg(long, env = "HERMES_ENCODER", value_enum, default_value_t = Tier::Minilm)]
+    pub encoder: Tier,
+    /// Field of the input JSON holding the text.
+    #[arg(long, env = "HERMES_TEXT_FIELD", default_value = "text")]
+    pub text_field: String,
+    /// Field holding the document id (a string or an integer); records without one get
+    /// `topic:partition:offset`.
+    #[arg(long, env = "HERMES_ID_FIELD", default_value = "id")]
+    pub id_field: String,
+    /// Depth of the written codes (default: the bundle's number of levels).
+    #[arg(long, env = "HERMES_DEPTH")]
+    pub depth: Option<u32>,
+    /// Inputs between fetch and commit at most; fetching pauses at the cap.
+    #[arg(long, env = "HERMES_MAX_IN_FLIGHT", default_value_t = 1024)]
+    pub max_in_flight: usize,
+    /// Documents per labeling call at most (4 such batches run at once).
+    #[arg(long, env = "HERMES_BATCH_DOCS", default_value_t = 256)]
+    pub batch_docs: usize,
+    /// Port for /metrics, /healthz and /readyz (default: none).
+    #[arg(long, env = "HERMES_METRICS_PORT")]
+    pub metrics_port: Option<u16>,
+    /// Address the metrics port binds (0.0.0.0 in a container, for the scraper).
+    #[arg(long, env = "HERMES_METRICS_HOST", default_value = "127.0.0.1")]
+    pub metrics_host: String,
+    /// Characters per text at most; longer texts are dead letters.
+    #[arg(long, env = "HERMES_MAX_TEXT_CHARS", default_value_t = defaults::MAX_TEXT_CHARS)]
+    pub max_text_chars: usize,
+    /// Characters per document id at most; longer ids are dead letters.
+    #[arg(long, env = "HERMES_MAX_ID_CHARS", default_value_t = defaults::MAX_ID_CHARS)]
+    pub max_id_chars: usize,
+    /// Shared id store (`redis://host:port/db`): every consumed id's code is stored there
+    /// before its input is committed, so every `serve` replica answers GET /v1/codes/{id}.
+    #[arg(long, env = "HERMES_STORE")]
+    pub store: Option<String>,
+    /// Seconds a code lives in the shared store (0: forever).
+    #[arg(long, env = "HERMES_STORE_TTL_S", default_value_t = 0)]
+    pub store_ttl_s: u64,
+    /// Milliseconds a store command may take before it is retried.
+    #[arg(long, env = "HERMES_STORE_TIMEOUT_MS", default_value_t = 1000)]
+    pub store_timeout_ms: u64,
+    /// Entries in the text → code cache (a redelivered or repeated text is not encoded again).
+    #[arg(long, env = "HERMES_CACHE_TEXTS", default_value_t = 100_000)]
+    pub cache_texts: u64,
+    /// Encoder sessions; 0: one per core.
+    #[arg(long, env = "HERMES_ENCODER_SESSIONS", default_value_t = 0)]
+    pub encoder_sessions: usize,
+    /// Documents per encoder batch at most; 0 measures the fastest size at start-up.
+    #[arg(long, env = "HERMES_MAX_BATCH_DOCS", default_value_t = 0)]
+    pub max_batch_docs: usize,
+    /// Seconds a revocation or SIGTERM waits for in-flight inputs before giving them up (they
+    /// are read again), and then to finish before exiting anyway.
+    #[arg(long, env = "HERMES_SHUTDOWN_TIMEOUT_S", default_value_t = 30)]
+    pub shutdown_timeout_s: u64,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
 }
 
 #[derive(Debug, Args)]

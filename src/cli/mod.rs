@@ -3,6 +3,7 @@
 //! every command.
 
 pub mod args;
+mod consume;
 mod describe;
 mod embed;
 mod eval;
@@ -29,6 +30,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Mix(args) => mix::run(args),
         Command::Describe(args) => describe::run(args),
         Command::Serve(args) => serve::run(*args),
+        Command::Consume(args) => consume::run(*args),
         Command::Openapi => {
             print!("{}", crate::server::openapi_json());
             Ok(())

@@ -5,10 +5,12 @@
 //! - [`mix`]: labeled codes + a spec → `plan.json`, `plan.svg`, `selection/`.
 //! - [`fit`] (with [`fit_static`]): a corpus → a verified bundle.
 //! - [`describe`]: labeled codes + their inputs → bucket cards and the atlas page.
+//! - [`consume`]: a Kafka topic or Redis stream → labeled records on another, at least once.
 //!
 //! [`progress`] reports what a job has done (a bar on a terminal, log lines elsewhere);
 //! [`Shard`] says which part of the files a task of an array takes.
 
+pub mod consume;
 pub mod describe;
 pub mod fit;
 pub mod fit_static;

@@ -17,6 +17,7 @@ mod config;
 mod telemetry;
 
 pub use config::{Batching, CacheConfig, ServeConfig, StoreConfig};
+pub(crate) use telemetry::prometheus;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -75,7 +76,7 @@ pub async fn serve(
         })
     };
 
-    let loaded = load(&config).await;
+    let loaded = load_service(&config).await;
     let workers = match loaded {
         Ok((service, workers)) => {
             state.set_service(Arc::new(service));
@@ -110,8 +111,9 @@ fn check_config(config: &ServeConfig) -> Result<()> {
     Ok(())
 }
 
-/// Loads and verifies the bundle and builds the service around it.
-async fn load(config: &ServeConfig) -> Result<(Service, Vec<crate::batch::Workers>)> {
+/// Loads and verifies the bundle and builds the service around it (also what `hermes
+/// consume` labels through, so a stream's codes are the API's).
+pub(crate) async fn load_service(config: &ServeConfig) -> Result<(Service, Vec<crate::batch::Workers>)> {
     // By default one single-threaded session per core, not spinning: parallel batches rather
     // than parallel operators. With one two-thread session, any other thread that runs (HTTP,
     // JSON, tokenizer, the load generator) stalls both ONNX Runtime threads at their next

@@ -1,6 +1,9 @@
 //! Test helper: the real `hermes serve` binary on a loopback port chosen by the OS.
 #![allow(dead_code)]
 
+pub mod kafka;
+pub mod redis;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
