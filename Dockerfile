@@ -4,7 +4,8 @@
 # that `make` runs and tests: scripts/setup.sh and `cargo build --release --locked`.
 
 FROM rust:1.92-slim-bookworm AS build
-RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-venv python3-pip ca-certificates \
+# make: rdkafka builds its bundled librdkafka with configure + make.
+RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-venv python3-pip ca-certificates make \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

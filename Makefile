@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BIN := target/release/hermes
 
-.PHONY: setup setup-test build serve test bench bench-mix bench-micro bench-encoder bench-quantize bench-fit fmt lint bundle eval openapi conformance
+.PHONY: setup setup-test build serve test bench bench-mix bench-consume bench-micro bench-encoder bench-quantize bench-fit fmt lint bundle eval openapi conformance
 
 setup:
 	bash scripts/setup.sh
@@ -27,12 +27,19 @@ test: setup-test
 conformance: build
 	bash scripts/conformance.sh $(BIN)
 
-# The service against the in-process ceiling, then 1 vs 2 replicas behind haproxy sharing Redis
-# (reports in target/bench/; the second needs setup.sh --test for redis-server and haproxy).
+# The service against the in-process ceiling, then 1 vs 2 replicas behind haproxy sharing Redis,
+# mix, and consume vs label (reports in target/bench/; setup.sh --test brings redis-server,
+# haproxy and tansu).
 bench: build setup-test
 	$(CARGO) bench --locked --bench service
 	$(CARGO) bench --locked --bench replicas
 	$(CARGO) bench --locked --bench mix
+	$(CARGO) bench --locked --bench consume
+
+# hermes consume against hermes label, both tiers, both brokers, and lag at a fixed rate
+# (target/bench/consume.md; needs setup.sh --test for tansu and redis-server).
+bench-consume: build setup-test
+	$(CARGO) bench --locked --bench consume
 
 # hermes mix alone: plan and selection over 1M and 4M synthetic rows, with peak RSS.
 bench-mix:

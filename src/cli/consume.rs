@@ -20,7 +20,12 @@ pub fn run(args: ConsumeArgs) -> Result<()> {
         Some(port) => Some(
             format!("{}:{port}", args.metrics_host)
                 .parse::<SocketAddr>()
-                .with_context(|| format!("--metrics-host {:?} is not an IP address", args.metrics_host))?,
+                .with_context(|| {
+                    format!(
+                        "--metrics-host {:?} is not an IP address",
+                        args.metrics_host
+                    )
+                })?,
         ),
         None => None,
     };

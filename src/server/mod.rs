@@ -113,7 +113,9 @@ fn check_config(config: &ServeConfig) -> Result<()> {
 
 /// Loads and verifies the bundle and builds the service around it (also what `hermes
 /// consume` labels through, so a stream's codes are the API's).
-pub(crate) async fn load_service(config: &ServeConfig) -> Result<(Service, Vec<crate::batch::Workers>)> {
+pub(crate) async fn load_service(
+    config: &ServeConfig,
+) -> Result<(Service, Vec<crate::batch::Workers>)> {
     // By default one single-threaded session per core, not spinning: parallel batches rather
     // than parallel operators. With one two-thread session, any other thread that runs (HTTP,
     // JSON, tokenizer, the load generator) stalls both ONNX Runtime threads at their next

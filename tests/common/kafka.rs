@@ -25,6 +25,8 @@ pub const ONE_RECORD_BATCHES: &str = "batch.num.messages=1";
 pub struct Tansu {
     child: Child,
     pub port: u16,
+    /// One producer for every [`Tansu::produce`]: connecting costs more than a small batch.
+    producer: std::sync::OnceLock<FutureProducer>,
 }
 
 /// Where set-up puts the broker.
@@ -35,7 +37,13 @@ impl Tansu {
         let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(TANSU)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
             .args(["--storage-engine", "memory://tansu/", "--silent"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -46,7 +54,11 @@ impl Tansu {
             assert!(Instant::now() < deadline, "tansu did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Tansu { child, port }
+        Tansu {
+            child,
+            port,
+            producer: std::sync::OnceLock::new(),
+        }
     }
 
     pub fn brokers(&self) -> String {
@@ -86,7 +98,8 @@ impl Tansu {
     }
 
     /// Sends `records` (key, value) and waits for every acknowledgement.
-    pub async fn produce(&self, producer: &FutureProducer, topic: &str, records: &[(String, Vec<u8>)]) {
+    pub async fn produce(&self, topic: &str, records: &[(String, Vec<u8>)]) {
+        let producer = self.producer.get_or_init(|| self.producer());
         let sends = records.iter().map(|(k, v)| {
             producer.send(
                 FutureRecord::to(topic).key(k.as_bytes()).payload(v),
@@ -100,6 +113,11 @@ impl Tansu {
 
     /// Every value in `topic` now (all partitions, from the start to the high watermark).
     pub fn read_all(&self, topic: &str) -> Vec<Vec<u8>> {
+        self.read_timed(topic).into_iter().map(|(v, _)| v).collect()
+    }
+
+    /// [`Tansu::read_all`] with each record's timestamp (ms since the epoch, as produced).
+    pub fn read_timed(&self, topic: &str) -> Vec<(Vec<u8>, i64)> {
         let consumer: BaseConsumer = self
             .config()
             .set("group.id", "hermes-test-reader")
@@ -116,7 +134,8 @@ impl Tansu {
                 .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
                 .unwrap();
             if hi > lo {
-                tpl.add_partition_offset(topic, p.id(), Offset::Offset(lo)).unwrap();
+                tpl.add_partition_offset(topic, p.id(), Offset::Offset(lo))
+                    .unwrap();
                 ends.insert(p.id(), hi);
             }
         }
@@ -137,7 +156,8 @@ impl Tansu {
                 continue;
             };
             if m.offset() < end {
-                out.push(m.payload().unwrap_or_default().to_vec());
+                let ts = m.timestamp().to_millis().unwrap_or_default();
+                out.push((m.payload().unwrap_or_default().to_vec(), ts));
             }
             if m.offset() + 1 >= end {
                 ends.remove(&m.partition());

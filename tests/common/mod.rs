@@ -3,6 +3,7 @@
 
 pub mod kafka;
 pub mod redis;
+pub mod stream;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -62,9 +62,9 @@ impl Endpoint {
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
         let mut params = Vec::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair
-                .split_once('=')
-                .ok_or_else(|| format!("{:?}: query item {pair:?} is not key=value", redact(url)))?;
+            let (k, v) = pair.split_once('=').ok_or_else(|| {
+                format!("{:?}: query item {pair:?} is not key=value", redact(url))
+            })?;
             params.push((k.to_string(), v.to_string()));
         }
         let take = |params: &mut Vec<(String, String)>, key: &str| {
@@ -73,7 +73,6 @@ impl Endpoint {
                 .position(|(k, _)| k == key)
                 .map(|i| params.remove(i).1)
         };
-        let mut params = params;
         let group = take(&mut params, "group");
         match (role, &group) {
             (Role::Source, None) => {
@@ -255,9 +254,17 @@ mod tests {
             ("kafka://h:1/t", Role::Source, "needs a consumer group"),
             ("kafka://h:1/t?group=g", Role::Sink, "takes no ?group="),
             ("kafka://h:1", Role::Sink, "no topic"),
-            ("kafka://h:1/t?grup=g", Role::Sink, "unknown option \"grup\""),
+            (
+                "kafka://h:1/t?grup=g",
+                Role::Sink,
+                "unknown option \"grup\"",
+            ),
             ("redis://h:1/t?group=g", Role::Source, "numeric DB"),
-            ("redis://h:1/0/?group=g", Role::Source, "stream name is empty"),
+            (
+                "redis://h:1/0/?group=g",
+                Role::Source,
+                "stream name is empty",
+            ),
             ("amqp://h/q", Role::Sink, "unknown scheme"),
             ("docs", Role::Sink, "is not a URL"),
             ("redis://:pw@h:1/0/s?x=1", Role::Sink, "unknown option"),

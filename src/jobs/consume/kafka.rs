@@ -107,7 +107,10 @@ impl ConsumerContext for Context {
             tracing::warn!(error = %e, "commit on revocation failed; the new owner reads from the last commit");
         }
         self.offsets.forget(&revoked);
-        tracing::info!(partitions = revoked.len(), "partitions revoked: drained and committed");
+        tracing::info!(
+            partitions = revoked.len(),
+            "partitions revoked: drained and committed"
+        );
     }
 
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {

@@ -195,6 +195,9 @@ pub async fn run(
             stop.store(true, Ordering::Release);
         });
     }
+    // The sinks first: a broker that refuses them stops the job before it joins the group.
+    let sink = Sink::open(&job.sink).await?;
+    let dead = Sink::open(&dead_letter).await?;
     let in_flight = Arc::new(InFlight::new(job.max_in_flight));
     let (tx, rx) = mpsc::channel(job.max_in_flight.max(1));
     let source = match &job.source {
@@ -232,8 +235,8 @@ pub async fn run(
             max_id_chars: labeler.limits.max_id_chars,
         },
         source,
-        sink: Sink::open(&job.sink).await?,
-        dead: Sink::open(&dead_letter).await?,
+        sink,
+        dead,
         in_flight,
         stop: stop.clone(),
         counts: Counts::default(),
@@ -302,7 +305,7 @@ async fn pump(
     let mut tasks = JoinSet::new();
     let mut failure = None;
     let note = |r: Result<Result<(), ConsumeError>, tokio::task::JoinError>,
-                    failure: &mut Option<ConsumeError>| {
+                failure: &mut Option<ConsumeError>| {
         let e = match r {
             Ok(Ok(())) => return,
             Ok(Err(e)) => e,

@@ -130,7 +130,11 @@ mod tests {
         o.fetched(&p(1), 0);
         let mut first = o.to_commit(None);
         first.sort();
-        assert_eq!(first, vec![(p(0), 10), (p(1), 0)], "nothing done: where they started");
+        assert_eq!(
+            first,
+            vec![(p(0), 10), (p(1), 0)],
+            "nothing done: where they started"
+        );
         for off in [10, 11, 13] {
             o.done(&p(0), off);
         }
@@ -141,7 +145,10 @@ mod tests {
         o.done(&p(0), 12);
         o.done(&p(0), 14);
         assert_eq!(o.to_commit(Some(&[p(0)])), vec![(p(0), 15)]);
-        assert!(!o.wait_done(None, Duration::from_millis(10)), "p1 offset 0 is pending");
+        assert!(
+            !o.wait_done(None, Duration::from_millis(10)),
+            "p1 offset 0 is pending"
+        );
         assert!(o.wait_done(Some(&[p(0)]), Duration::ZERO));
         o.forget(&[p(1)]);
         o.done(&p(1), 0);

@@ -42,13 +42,10 @@ async fn connect(server: &str, response: Duration) -> Result<ConnectionManager, 
         .set_connection_timeout(Some(TIMEOUT))
         .set_response_timeout(Some(response))
         .set_number_of_retries(2);
-    tokio::time::timeout(
-        TIMEOUT,
-        ConnectionManager::new_with_config(client, config),
-    )
-    .await
-    .map_err(|_| format!("redis at {addr}: connecting timed out"))?
-    .map_err(|e| format!("redis at {addr}: {e}"))
+    tokio::time::timeout(TIMEOUT, ConnectionManager::new_with_config(client, config))
+        .await
+        .map_err(|_| format!("redis at {addr}: connecting timed out"))?
+        .map_err(|e| format!("redis at {addr}: {e}"))
 }
 
 /// Retries `f` with back-off (100 ms doubling to 5 s) until it succeeds or `stop` is set.
@@ -111,10 +108,7 @@ impl Source {
         if let Err(err) = created
             && err.code() != Some("BUSYGROUP")
         {
-            return Err(source(format!(
-                "XGROUP CREATE {} {group}: {err}",
-                e.stream
-            )));
+            return Err(source(format!("XGROUP CREATE {} {group}: {err}", e.stream)));
         }
         let consumer = e.consumer.clone().unwrap_or_else(host_name);
         tracing::info!(stream = %e.stream, %group, %consumer, "joined the consumer group");
@@ -162,7 +156,8 @@ impl Source {
             }
         })
         .await;
-        metrics::histogram!("hermes_consume_commit_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("hermes_consume_commit_seconds")
+            .record(started.elapsed().as_secs_f64());
         acked
             .map(|_| ())
             .ok_or_else(|| ConsumeError::Source("stopped before XACK succeeded".into()))
@@ -237,7 +232,10 @@ impl Reader {
                 }
                 claim_cursor = next;
                 if !claimed.is_empty() {
-                    tracing::info!(entries = claimed.len(), "claimed entries another consumer left pending");
+                    tracing::info!(
+                        entries = claimed.len(),
+                        "claimed entries another consumer left pending"
+                    );
                     if self.send(claimed, &fetch).await.is_err() {
                         return;
                     }
@@ -281,14 +279,10 @@ impl Reader {
             }
             let (mut conn, stream) = (conn.clone(), stream.clone());
             async move {
-                let reply: Option<StreamReadReply> = redis::AsyncCommands::xread_options(
-                    &mut conn,
-                    &[&stream],
-                    &[id],
-                    &options,
-                )
-                .await
-                .map_err(|e| e.to_string())?;
+                let reply: Option<StreamReadReply> =
+                    redis::AsyncCommands::xread_options(&mut conn, &[&stream], &[id], &options)
+                        .await
+                        .map_err(|e| e.to_string())?;
                 Ok(reply
                     .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
                     .unwrap_or_default())
@@ -322,8 +316,10 @@ impl Reader {
                 .arg(count)
                 .clone();
             async move {
-                let reply: StreamAutoClaimReply =
-                    cmd.query_async(&mut conn).await.map_err(|e| e.to_string())?;
+                let reply: StreamAutoClaimReply = cmd
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 Ok((reply.next_stream_id, reply.claimed))
             }
         })
@@ -368,7 +364,10 @@ impl Reader {
             if name.as_deref() != Some(self.group.as_str()) {
                 continue;
             }
-            if let Some(lag) = g.get("lag").and_then(|v| redis::from_redis_value_ref::<i64>(v).ok()) {
+            if let Some(lag) = g
+                .get("lag")
+                .and_then(|v| redis::from_redis_value_ref::<i64>(v).ok())
+            {
                 metrics::gauge!("hermes_consume_lag", "topic" => self.stream.clone(), "partition" => "0")
                     .set(lag as f64);
             }
@@ -415,6 +414,11 @@ impl Sink {
             }
         })
         .await
-        .ok_or_else(|| ConsumeError::Sink(format!("stopped before XADD to {:?} succeeded", self.stream)))
+        .ok_or_else(|| {
+            ConsumeError::Sink(format!(
+                "stopped before XADD to {:?} succeeded",
+                self.stream
+            ))
+        })
     }
 }

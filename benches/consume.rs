@@ -1,0 +1,250 @@
+//! `hermes consume` against `hermes label` on the same texts, for both tiers and both brokers
+//! (tansu and redis-server, started here on loopback), then end-to-end lag at a fixed offered
+//! rate (half of label's rate).
+//!
+//! - label's rate: (N − n) / (t(N) − t(n)) over two runs of N and n = N/10 documents, so the
+//!   bundle load and the batch-size measurement cancel out.
+//! - consume's rate: N documents produced first; from the first output to the N-th (the
+//!   group join and the bundle load are before the first output).
+//! - lag: for each document, the output record's timestamp minus the input's (Kafka: the
+//!   producers' timestamps; Redis: the entry ids' milliseconds); p50 and p99.
+//!
+//! Writes `target/bench/consume.md`. Short runs: `HERMES_BENCH_QUICK=1`.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::stream::{Broker, Consumer, doc};
+
+fn quick() -> bool {
+    std::env::var("HERMES_BENCH_QUICK").is_ok_and(|v| v == "1")
+}
+
+fn texts(n: usize) -> Vec<String> {
+    let mut t = common::wiki_texts(10_000);
+    t.truncate(n);
+    t
+}
+
+/// Seconds `hermes label` takes for the first `n` texts.
+fn label_seconds(dir: &Path, tier: &str, texts: &[String]) -> f64 {
+    let input = dir.join(format!("label-{tier}-{}.jsonl", texts.len()));
+    let lines: Vec<String> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| serde_json::json!({"id": format!("d{i}"), "text": t}).to_string())
+        .collect();
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let out = dir.join(format!("label-out-{tier}-{}", texts.len()));
+    let _ = std::fs::remove_dir_all(&out);
+    let started = Instant::now();
+    let o = common::hermes(&[
+        "label",
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--encoder",
+        tier,
+        "--encoder-sessions",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    started.elapsed().as_secs_f64()
+}
+
+fn consume_args(broker: &Broker, tier: &str, topic: &str) -> Vec<String> {
+    [
+        "--source",
+        &broker.source(topic, "bench"),
+        "--sink",
+        &broker.sink(&format!("{topic}-codes")),
+        "--encoder",
+        tier,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+struct Row {
+    tier: &'static str,
+    broker: &'static str,
+    label: f64,
+    consume: f64,
+    offered: f64,
+    lag_p50: f64,
+    lag_p99: f64,
+}
+
+async fn consume_once(kafka: bool, tier: &'static str, texts: &[String], label_rate: f64) -> Row {
+    let dir = tempfile::tempdir().unwrap();
+    let topics = ["in", "in-codes", "in.dead-letter"];
+    let broker = Broker::start(kafka, &topics).await;
+    let docs: Vec<_> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| doc(&format!("d{i}"), t))
+        .collect();
+    broker.produce("in", &docs).await;
+    let c = Consumer::start(&consume_args(&broker, tier, "in"), dir.path(), 1).await;
+    let n = docs.len() as f64;
+    let deadline = Instant::now() + Duration::from_secs(900);
+    let (mut first, mut t_first) = (0.0, None);
+    loop {
+        let done = c.metric("hermes_consume_outputs_total").await;
+        if t_first.is_none() && done > 0.0 {
+            (first, t_first) = (done, Some(Instant::now()));
+        }
+        if done >= n {
+            break;
+        }
+        assert!(Instant::now() < deadline, "consume did not finish");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let t_first = t_first.unwrap();
+    let consume = (n - first) / t_first.elapsed().as_secs_f64().max(1e-9);
+
+    // Lag at a fixed offered rate: half of label's, for 10 s (5 s quick), in 100 ms ticks.
+    let offered = (label_rate / 2.0).max(1.0);
+    let seconds = if quick() { 5.0 } else { 10.0 };
+    let per_tick = (offered / 10.0).ceil() as usize;
+    let ticks = (seconds * 10.0) as usize;
+    let mut sent = 0;
+    let start = Instant::now();
+    for k in 0..ticks {
+        let batch: Vec<_> = (0..per_tick)
+            .map(|j| {
+                let i = sent + j;
+                doc(&format!("lag-{i}"), &texts[i % texts.len()])
+            })
+            .collect();
+        sent += batch.len();
+        broker.produce("in", &batch).await;
+        let next = start + Duration::from_millis(100 * (k as u64 + 1));
+        tokio::time::sleep_until(next.into()).await;
+    }
+    let offered = sent as f64 / start.elapsed().as_secs_f64();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while c.metric("hermes_consume_outputs_total").await < n + sent as f64 {
+        assert!(
+            Instant::now() < deadline,
+            "the offered load was not labeled"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, log) = c.terminate();
+    assert!(status.success(), "{log}");
+    let stamp = |records: Vec<(Vec<u8>, i64)>| -> HashMap<String, i64> {
+        records
+            .into_iter()
+            .filter_map(|(v, ts)| {
+                let v: serde_json::Value = serde_json::from_slice(&v).ok()?;
+                let id = v["id"].as_str()?.to_string();
+                id.starts_with("lag-").then_some((id, ts))
+            })
+            .collect()
+    };
+    let inputs = stamp(broker.read_timed("in"));
+    let outputs = stamp(broker.read_timed("in-codes"));
+    let mut lags: Vec<f64> = outputs
+        .iter()
+        .filter_map(|(id, out)| Some((out - inputs.get(id)?) as f64 / 1000.0))
+        .collect();
+    assert!(!lags.is_empty(), "no lag samples");
+    Row {
+        tier,
+        broker: broker.name(),
+        label: label_rate,
+        consume,
+        offered,
+        lag_p50: percentile(&mut lags, 0.5),
+        lag_p99: percentile(&mut lags, 0.99),
+    }
+}
+
+fn cpu() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = info
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("unknown CPU")
+        .trim()
+        .to_string();
+    let simd = if info.contains(" avx512f") {
+        "AVX-512"
+    } else if info.contains(" avx2") {
+        "AVX2"
+    } else {
+        "no AVX2"
+    };
+    format!(
+        "{model} ({simd}), {} cores",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    )
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rows = Vec::new();
+    for (tier, n) in [
+        ("static", if quick() { 5_000 } else { 10_000 }),
+        ("minilm", if quick() { 300 } else { 1_000 }),
+    ] {
+        let t = texts(n);
+        let small = label_seconds(dir.path(), tier, &t[..n / 10]);
+        let full = label_seconds(dir.path(), tier, &t);
+        let label_rate = (n - n / 10) as f64 / (full - small).max(1e-9);
+        for kafka in [true, false] {
+            let row = consume_once(kafka, tier, &t, label_rate).await;
+            eprintln!(
+                "{} {}: label {:.0} docs/s, consume {:.0} docs/s ({:.2}x); lag at {:.0} docs/s: p50 {:.3} s, p99 {:.3} s",
+                row.tier,
+                row.broker,
+                row.label,
+                row.consume,
+                row.consume / row.label,
+                row.offered,
+                row.lag_p50,
+                row.lag_p99
+            );
+            rows.push(row);
+        }
+    }
+    let mut md = format!(
+        "# hermes consume vs hermes label\n\n{}; one process each, 2 encoder sessions; \
+         brokers on loopback (tansu 0.6.0 in memory with one record per produce batch, see \
+         tests/common/kafka.rs; redis-server with AOF).\n\n\
+         | tier | broker | label docs/s | consume docs/s | ratio | offered docs/s | lag p50 s | lag p99 s |\n\
+         |---|---|---|---|---|---|---|---|\n",
+        cpu()
+    );
+    for r in &rows {
+        md.push_str(&format!(
+            "| {} | {} | {:.0} | {:.0} | {:.2} | {:.0} | {:.3} | {:.3} |\n",
+            r.tier,
+            r.broker,
+            r.label,
+            r.consume,
+            r.consume / r.label,
+            r.offered,
+            r.lag_p50,
+            r.lag_p99
+        ));
+    }
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("consume.md"), &md).unwrap();
+    print!("{md}");
+}

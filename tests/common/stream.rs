@@ -1,0 +1,235 @@
+//! The brokers of the `hermes consume` tests and bench behind one face ([`Broker`]: tansu
+//! or redis-server, started here), and a `hermes consume` process with its metrics port
+//! ([`Consumer`]).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::client;
+use super::kafka::Tansu;
+use super::redis::{Redis, free_port};
+
+const BIN: &str = env!("CARGO_BIN_EXE_hermes");
+
+pub enum Broker {
+    Kafka(Tansu),
+    /// The server, and its data directory (removed with it).
+    Redis(Redis, #[allow(dead_code)] tempfile::TempDir),
+}
+
+impl Broker {
+    pub async fn start(kafka: bool, topics: &[&str]) -> Broker {
+        if kafka {
+            let t = Tansu::start();
+            t.create_topics(topics, 3).await;
+            Broker::Kafka(t)
+        } else {
+            let dir = tempfile::tempdir().unwrap();
+            Broker::Redis(Redis::start(dir.path(), free_port()), dir)
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Broker::Kafka(_) => "kafka",
+            Broker::Redis(..) => "redis",
+        }
+    }
+
+    pub fn sink(&self, topic: &str) -> String {
+        match self {
+            Broker::Kafka(t) => format!(
+                "kafka://{}/{topic}?{}",
+                t.brokers(),
+                super::kafka::ONE_RECORD_BATCHES
+            ),
+            Broker::Redis(r, _) => format!("redis://127.0.0.1:{}/0/{topic}", r.port),
+        }
+    }
+
+    /// The source URL; Kafka's first group join takes about half the session timeout.
+    pub fn source(&self, topic: &str, group: &str) -> String {
+        match self {
+            Broker::Kafka(t) => format!(
+                "kafka://{}/{topic}?group={group}&session.timeout.ms=6000&heartbeat.interval.ms=1000",
+                t.brokers()
+            ),
+            Broker::Redis(..) => format!("{}?group={group}&consumer=c1", self.sink(topic)),
+        }
+    }
+
+    pub async fn produce(&self, topic: &str, records: &[(String, Vec<u8>)]) {
+        match self {
+            Broker::Kafka(t) => t.produce(topic, records).await,
+            Broker::Redis(r, _) => {
+                let mut con = redis::Client::open(r.url())
+                    .unwrap()
+                    .get_connection()
+                    .unwrap();
+                let mut pipe = redis::pipe();
+                for (_, v) in records {
+                    pipe.cmd("XADD")
+                        .arg(topic)
+                        .arg("*")
+                        .arg("value")
+                        .arg(v)
+                        .ignore();
+                }
+                pipe.query::<()>(&mut con).unwrap();
+            }
+        }
+    }
+
+    pub fn read(&self, topic: &str) -> Vec<Value> {
+        self.read_raw(topic)
+            .iter()
+            .map(|v| serde_json::from_slice(v).expect("outputs are JSON"))
+            .collect()
+    }
+
+    pub fn read_raw(&self, topic: &str) -> Vec<Vec<u8>> {
+        self.read_timed(topic).into_iter().map(|(v, _)| v).collect()
+    }
+
+    /// Every record of `topic` with its time in ms since the epoch (Kafka: the producer's
+    /// timestamp; Redis: the entry id's).
+    pub fn read_timed(&self, topic: &str) -> Vec<(Vec<u8>, i64)> {
+        match self {
+            Broker::Kafka(t) => t.read_timed(topic),
+            Broker::Redis(r, _) => {
+                let mut con = redis::Client::open(r.url())
+                    .unwrap()
+                    .get_connection()
+                    .unwrap();
+                let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+                    .arg(topic)
+                    .arg("-")
+                    .arg("+")
+                    .query(&mut con)
+                    .unwrap();
+                reply
+                    .ids
+                    .into_iter()
+                    .map(|e| match e.map.get("value") {
+                        Some(redis::Value::BulkString(b)) => {
+                            let ms = e.id.split('-').next().and_then(|m| m.parse().ok());
+                            (b.clone(), ms.unwrap_or_default())
+                        }
+                        other => panic!("entry {} has no value: {other:?}", e.id),
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+/// A `hermes consume` process with its metrics port.
+pub struct Consumer {
+    pub child: Child,
+    pub metrics: u16,
+    log: PathBuf,
+}
+
+impl Consumer {
+    pub async fn start(args: &[String], dir: &std::path::Path, n: usize) -> Consumer {
+        let metrics = free_port();
+        let log = dir.join(format!("consume-{n}.log"));
+        let child = Command::new(BIN)
+            .args(["consume", "--log-format", "json"])
+            .args(["--metrics-port", &metrics.to_string()])
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut c = Consumer {
+            child,
+            metrics,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Ok(r) = client().get(c.url("/readyz")).send().await
+                && r.status() == 200
+            {
+                return c;
+            }
+            if let Ok(Some(s)) = c.child.try_wait() {
+                panic!("hermes consume exited ({s}):\n{}", c.log_text());
+            }
+            assert!(Instant::now() < deadline, "not ready:\n{}", c.log_text());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.metrics)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A counter or gauge from `/metrics` (summed over its labels).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = client()
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then the exit status (at most 60 s later).
+    pub fn terminate(mut self) -> (ExitStatus, String) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return (s, self.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no exit after SIGTERM:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+pub fn doc(id: &str, text: &str) -> (String, Vec<u8>) {
+    (
+        id.to_string(),
+        serde_json::to_vec(&json!({"id": id, "text": text})).unwrap(),
+    )
+}
