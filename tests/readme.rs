@@ -5,7 +5,7 @@ use std::process::Command;
 
 /// Flags the README names that belong to other tools (cargo, scripts/setup.sh, sbatch,
 /// kubernetes-validate).
-const OTHER_TOOLS: [&str; 7] = [
+const OTHER_TOOLS: [&str; 8] = [
     "--bench",
     "--release",
     "--locked",
@@ -13,6 +13,7 @@ const OTHER_TOOLS: [&str; 7] = [
     "--help",
     "--array",
     "--strict",
+    "--ignored",
 ];
 
 fn flags_in(text: &str) -> BTreeSet<String> {
