@@ -136,15 +136,7 @@ async fn at_least_once(kafka: bool) {
         broker
     };
     let kill = async {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while c1.metric("hermes_consume_outputs_total").await < 3000.0 {
-            assert!(
-                Instant::now() < deadline,
-                "c1 made no progress:\n{}",
-                c1.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        c1.wait_outputs(3000.0, 120).await;
         let done = c1.metric("hermes_consume_outputs_total").await;
         c1.kill9();
         done
@@ -160,15 +152,7 @@ async fn at_least_once(kafka: bool) {
     // dead one left pending (XAUTOCLAIM after 2 s idle), where the first restart, under the
     // same name, read its own pending entries first.
     let c2 = Consumer::start(&args, tmp.path(), 2).await;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while c2.metric("hermes_consume_outputs_total").await < 2000.0 {
-        assert!(
-            Instant::now() < deadline,
-            "c2 made no progress:\n{}",
-            c2.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    c2.wait_outputs(2000.0, 120).await;
     c2.kill9();
     let renamed: Vec<String> = args
         .iter()
@@ -352,11 +336,7 @@ async fn bounded_backlog(kafka: bool) {
     .collect();
     let c = Consumer::start(&args, tmp.path(), 1).await;
     // Wait for the first outputs, then watch in-flight and RSS while the backlog drains.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while c.metric("hermes_consume_outputs_total").await < 32.0 {
-        assert!(Instant::now() < deadline, "no progress:\n{}", c.log_text());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    c.wait_outputs(32.0, 120).await;
     let t0 = Instant::now();
     let out0 = c.metric("hermes_consume_outputs_total").await;
     let mut rss = Vec::new();
@@ -485,11 +465,7 @@ async fn kafka_rebalance_drains_and_commits_revoked_partitions() {
     .map(|s| s.to_string())
     .collect();
     let a = Consumer::start(&args, tmp.path(), 1).await;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while a.metric("hermes_consume_outputs_total").await < 1000.0 {
-        assert!(Instant::now() < deadline, "no progress:\n{}", a.log_text());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    a.wait_outputs(1000.0, 120).await;
     // The second member joins: the group rebalances while the first is mid-stream.
     let b = Consumer::start(&args, tmp.path(), 2).await;
     let deadline = Instant::now() + Duration::from_secs(90);

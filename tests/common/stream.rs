@@ -193,6 +193,19 @@ impl Consumer {
             .sum()
     }
 
+    /// Waits until the consumer has written `at_least` outputs (fails after `secs`).
+    pub async fn wait_outputs(&self, at_least: f64, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while self.metric("hermes_consume_outputs_total").await < at_least {
+            assert!(
+                Instant::now() < deadline,
+                "fewer than {at_least} outputs after {secs} s:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
         status
