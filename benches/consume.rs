@@ -13,16 +13,14 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::stream::{Broker, Consumer, doc};
-
-fn quick() -> bool {
-    std::env::var("HERMES_BENCH_QUICK").is_ok_and(|v| v == "1")
-}
+use support::{percentile, quick};
 
 fn texts(n: usize) -> Vec<String> {
     let mut t = common::wiki_texts(10_000);
@@ -69,11 +67,6 @@ fn consume_args(broker: &Broker, tier: &str, topic: &str) -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .collect()
-}
-
-fn percentile(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
 struct Row {
@@ -156,10 +149,12 @@ async fn consume_once(kafka: bool, tier: &'static str, texts: &[String], label_r
     };
     let inputs = stamp(broker.read_timed("in"));
     let outputs = stamp(broker.read_timed("in-codes"));
-    let mut lags: Vec<f64> = outputs
-        .iter()
-        .filter_map(|(id, out)| Some((out - inputs.get(id)?) as f64 / 1000.0))
-        .collect();
+    let lags = support::sorted(
+        outputs
+            .iter()
+            .filter_map(|(id, out)| Some((out - inputs.get(id)?) as f64 / 1000.0))
+            .collect(),
+    );
     assert!(!lags.is_empty(), "no lag samples");
     Row {
         tier,
@@ -167,31 +162,9 @@ async fn consume_once(kafka: bool, tier: &'static str, texts: &[String], label_r
         label: label_rate,
         consume,
         offered,
-        lag_p50: percentile(&mut lags, 0.5),
-        lag_p99: percentile(&mut lags, 0.99),
+        lag_p50: percentile(&lags, 0.5),
+        lag_p99: percentile(&lags, 0.99),
     }
-}
-
-fn cpu() -> String {
-    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = info
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split(':').nth(1))
-        .unwrap_or("unknown CPU")
-        .trim()
-        .to_string();
-    let simd = if info.contains(" avx512f") {
-        "AVX-512"
-    } else if info.contains(" avx2") {
-        "AVX2"
-    } else {
-        "no AVX2"
-    };
-    format!(
-        "{model} ({simd}), {} cores",
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    )
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -228,7 +201,7 @@ async fn main() {
          tests/common/kafka.rs; redis-server with AOF).\n\n\
          | tier | broker | label docs/s | consume docs/s | ratio | offered docs/s | lag p50 s | lag p99 s |\n\
          |---|---|---|---|---|---|---|---|\n",
-        cpu()
+        support::cpu_line()
     );
     for r in &rows {
         md.push_str(&format!(
@@ -243,8 +216,6 @@ async fn main() {
             r.lag_p99
         ));
     }
-    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
-    std::fs::create_dir_all(&out).unwrap();
-    std::fs::write(out.join("consume.md"), &md).unwrap();
+    support::write_report("consume.md", &md);
     print!("{md}");
 }

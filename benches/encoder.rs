@@ -1,15 +1,17 @@
 //! In-process encoder throughput (docs/s) for batches of 1, 8, 32 and 64 texts of 128 tokens:
 //! the ceiling the HTTP service is compared against. Texts are real wiki extracts, truncated at
-//! 128 tokens (only extracts at least that long are used). Run with `make bench-encoder`.
+//! 128 tokens (only extracts at least that long are used). The peers: the batch sizes against
+//! each other, and Python `onnxruntime` on the same graph (recorded in docs/performance.md).
+//! Run with `make bench-encoder`.
 
-use std::path::Path;
+mod support;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use hermes::encoder::{Embedder, EncoderConfig, MiniLm};
 
 fn texts(encoder: &MiniLm, n: usize) -> Vec<String> {
-    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/data/wiki.jsonl");
-    let data = std::fs::read_to_string(&corpus).expect("run `make setup` for the wiki corpus");
+    let data = std::fs::read_to_string(support::wiki_jsonl())
+        .expect("run `make setup` for the wiki corpus");
     data.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter_map(|v| v["text"].as_str().map(str::to_owned))
@@ -24,8 +26,7 @@ fn texts(encoder: &MiniLm, n: usize) -> Vec<String> {
 }
 
 fn bench(c: &mut Criterion) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/minilm-wiki");
-    let mut cfg = EncoderConfig::for_dir(&dir);
+    let mut cfg = EncoderConfig::for_dir(&support::default_bundle_dir());
     cfg.max_tokens = 128;
     let encoder = MiniLm::load(&cfg).expect("encoder (run `make setup`)");
     let texts = texts(&encoder, 64);

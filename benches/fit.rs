@@ -1,7 +1,10 @@
 //! Fit time for 100,000 × 384 random-but-clustered vectors with the default settings
 //! (PCA to 128, levels 64/64/32, at most 100 Lloyd iterations per level). One fit takes tens
 //! of seconds, too long for criterion's sampling, so this times three runs and prints the
-//! median. Run with `make bench-fit`.
+//! median. No peer runs alongside: the median is read against the last recorded figure in
+//! docs/performance.md. Run with `make bench-fit`.
+
+mod support;
 
 use std::time::Instant;
 
@@ -33,10 +36,7 @@ fn main() {
             whiten: 0.0,
         },
     };
-    let runs = std::env::var("HERMES_BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3usize);
+    let runs = support::runs();
     let mut secs = Vec::new();
     for run in 0..runs {
         let t = Instant::now();
@@ -49,9 +49,8 @@ fn main() {
             rayon::current_num_threads()
         );
     }
-    secs.sort_by(f64::total_cmp);
     println!(
         "fit 100000x384 -> 128, levels 64/64/32: median {:.2}s over {runs} runs",
-        secs[secs.len() / 2]
+        support::median(secs)
     );
 }

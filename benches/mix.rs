@@ -1,4 +1,4 @@
-//! `hermes mix` over synthetic labeled corpora of 1,000,000 and 4,000,000 rows: the plan
+//! `hermes mix` over synthetic labeled corpora of 4,000,000 rows against 1,000,000: the plan
 //! (every pass) and the selection (one pass per file) timed separately, with the peak RSS of
 //! each run, so that "memory does not grow with rows" is a measurement. The codes are
 //! synthetic (a skewed code distribution, a token count and a quality score with ties); the
@@ -6,9 +6,9 @@
 //! top-30% at depth 2, budgets in tokens. Run with `make bench` (or `cargo bench --bench mix`);
 //! the report goes to `target/bench/mix.md`.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Instant;
+mod support;
+
+use std::path::Path;
 
 use hermes::corpus::codes::{CarriedType, CodeRow, CodesWriter, Done};
 use hermes::corpus::reader::Carried;
@@ -77,41 +77,8 @@ fn generate(dir: &Path, rows: usize) {
     }
 }
 
-/// Runs `hermes` to the end; returns seconds and the child's peak RSS in MiB.
-fn timed(args: &[&str]) -> (f64, f64) {
-    let started = Instant::now();
-    // Reaped by wait4 below, which also gives the child's own peak RSS.
-    #[allow(clippy::zombie_processes)]
-    let child = Command::new(env!("CARGO_BIN_EXE_hermes"))
-        .args(args)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("run hermes");
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to fill.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: pid is our own unwaited child; status and usage are valid for writes.
-    let got = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(got, pid, "wait4");
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "hermes {args:?} failed"
-    );
-    (
-        started.elapsed().as_secs_f64(),
-        usage.ru_maxrss as f64 / 1024.0,
-    )
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn main() {
-    let base = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench");
-    std::fs::create_dir_all(&base).unwrap();
+    let base = support::bench_dir();
     let spec = base.join("mix-bench.toml");
     std::fs::write(
         &spec,
@@ -120,30 +87,11 @@ fn main() {
          [stage2]\ndepth = 2\nrule = \"proportional\"\nquality = \"score\"\ntop = 0.3\n",
     )
     .unwrap();
-    let runs = std::env::var("HERMES_BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3usize);
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l[l.find(':').map_or(0, |i| i + 1)..].trim().to_string())
-        })
-        .unwrap_or_default();
-    let flags = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let simd = if flags.contains(" avx512f") {
-        "AVX-512"
-    } else if flags.contains(" avx2") {
-        "AVX2"
-    } else {
-        "no AVX2"
-    };
+    let runs = support::runs();
     let mut report = format!(
-        "# hermes mix\n\n{cpu} ({simd}), {} cores; median of {runs} runs; one task, one thread.\n\n\
+        "# hermes mix\n\n{}; median of {runs} runs; one task, one thread.\n\n\
          | rows | plan s | plan rows/s | plan peak RSS MiB | select s | select rows/s | select peak RSS MiB |\n|---|---|---|---|---|---|---|\n",
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        support::cpu_line()
     );
     for rows in [1_000_000usize, 4_000_000] {
         let codes = base.join(format!("mix-codes-{rows}"));
@@ -169,25 +117,25 @@ fn main() {
                 a
             };
             let a = args(&["--plan-only"]);
-            let (s, r) = timed(&a.iter().map(String::as_str).collect::<Vec<_>>());
+            let (s, r) = support::run_peak_rss(&a.iter().map(String::as_str).collect::<Vec<_>>());
             plan_s.push(s);
             plan_rss.push(r);
             let a = args(&[]);
-            let (s, r) = timed(&a.iter().map(String::as_str).collect::<Vec<_>>());
+            let (s, r) = support::run_peak_rss(&a.iter().map(String::as_str).collect::<Vec<_>>());
             sel_s.push(s);
             sel_rss.push(r);
         }
-        let (p, s) = (median(plan_s), median(sel_s));
+        let (p, s) = (support::median(plan_s), support::median(sel_s));
         let line = format!(
             "| {rows} | {p:.2} | {:.0} | {:.0} | {s:.2} | {:.0} | {:.0} |\n",
             rows as f64 / p,
-            median(plan_rss),
+            support::median(plan_rss),
             rows as f64 / s,
-            median(sel_rss)
+            support::median(sel_rss)
         );
         print!("{line}");
         report.push_str(&line);
     }
-    std::fs::write(base.join("mix.md"), &report).unwrap();
+    support::write_report("mix.md", &report);
     println!("{report}");
 }

@@ -1,6 +1,7 @@
 //! Quantizer throughput (vectors/s, one thread) for batches of 1 and 1,024 with 64/64/32
 //! codebooks, at d = 384 (the FAISS reference setting) and d = 128 (the default bundle's
-//! transform output), plus the transform itself (384 → 128). Run with `make bench-quantize`.
+//! transform output), plus the transform itself (384 → 128). The peer: the FAISS 1.15 reference
+//! at d = 384 (recorded in docs/performance.md). Run with `make bench-quantize`.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use hermes::quantize::{ResidualQuantizer, Transform};
