@@ -1,19 +1,21 @@
 //! The command line: one clap struct per subcommand, every flag also read from `HERMES_<FLAG>`.
-//! Each maps to the library's own configuration (`ServeArgs` → [`ServeConfig`]).
+//! Flags that several commands take are defined once, in the groups of [`super::groups`];
+//! each group converts itself into the library's configuration (`ServeArgs` → [`ServeConfig`]).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::bundle::RuntimeConfig;
+use super::groups::{
+    CacheArgs, CorpusArgs, DEFAULT_BUNDLE, FieldArgs, JsonlCorpusArgs, LabelerArgs, LimitArgs,
+    ModelArgs, RuntimeArgs, ShardArgs, ShutdownArgs, StoreArgs, TextCacheArgs, TextLimitArgs,
+    TierArgs,
+};
+use crate::labeling::Tiers;
 use crate::labeling::limits::defaults;
 use crate::logging::LogFormat;
-use crate::server::{Batching, CacheConfig, ServeConfig, StoreConfig};
-use crate::tier::Tier;
-
-/// Default bundle, relative to the working directory (the repository root for `make serve`).
-pub const DEFAULT_BUNDLE: &str = "models/minilm-wiki";
+use crate::server::ServeConfig;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -31,7 +33,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the HTTP API (see DESIGN.md) for one bundle.
+    /// Serve the HTTP API (docs/http-api.md) for one bundle.
     Serve(Box<ServeArgs>),
     /// Print the OpenAPI document the server publishes at /openapi.json.
     Openapi,
@@ -49,11 +51,83 @@ pub enum Command {
     Mix(MixArgs),
     /// Bucket cards (terms, exemplars, shares) of a labeled corpus: cards.json and atlas.html.
     Describe(DescribeArgs),
-    /// Label a Kafka topic or a Redis stream into another, at least once (DESIGN.md "Streams").
+    /// Label a Kafka topic or a Redis stream into another, at least once (docs/streams.md).
     Consume(Box<ConsumeArgs>),
 }
 
-/// Everything `hermes consume` can be told (see [`crate::jobs::consume::ConsumeJob`]).
+/// Everything `hermes serve` can be told (see [`ServeConfig`]).
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub labeler: LabelerArgs,
+    /// Address to listen on (0.0.0.0 in a container).
+    #[arg(long, env = "HERMES_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port; 0 picks a free one (the chosen address is printed on stdout).
+    #[arg(long, env = "HERMES_PORT", default_value_t = 8080)]
+    pub port: u16,
+
+    /// Padded tokens per encoder batch at most (must be at least the bundle's max_tokens).
+    #[arg(long, env = "HERMES_MAX_BATCH_TOKENS", default_value_t = 8192)]
+    pub max_batch_tokens: usize,
+    /// Milliseconds a free encoder waits for a batch to fill after its first document
+    /// arrived. 0 (the default): it takes what is queued at once, and batches form from what
+    /// arrives while the encoders are busy (continuous batching). Batching gains a few percent
+    /// on CPUs, waiting costs more: see docs/performance.md for figures.
+    #[arg(long, env = "HERMES_MAX_WAIT_MS", default_value_t = 0)]
+    pub max_wait_ms: u64,
+    /// Documents waiting for the encoder at most; beyond that requests get 503 overloaded.
+    /// Must be at least --max-docs-per-request; the default is 4 full-size requests, so a
+    /// request that fits is refused only when several others are ahead of it.
+    #[arg(long, env = "HERMES_MAX_QUEUE_DOCS", default_value_t = 4 * defaults::MAX_DOCS_PER_REQUEST)]
+    pub max_queue_docs: usize,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    /// Request body bytes at most (after decompression); larger bodies get 413.
+    #[arg(long, env = "HERMES_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Seconds a request may take before it is answered 503 (the NDJSON stream's body is exempt).
+    #[arg(long, env = "HERMES_REQUEST_TIMEOUT_S", default_value_t = 60)]
+    pub request_timeout_s: u64,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+
+    /// Bearer token required on /v1/* (health, readiness, metrics and docs stay open).
+    #[arg(long, env = "HERMES_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Origins allowed by CORS (repeat or comma-separate; "*" for any). Default: CORS off.
+    #[arg(long, env = "HERMES_CORS_ORIGIN", value_delimiter = ',')]
+    pub cors_origin: Vec<String>,
+    #[command(flatten)]
+    pub shutdown: ShutdownArgs,
+}
+
+impl From<ServeArgs> for ServeConfig {
+    fn from(a: ServeArgs) -> Self {
+        let mut core = a.labeler.core(Tiers::All);
+        core.batching.max_batch_tokens = a.max_batch_tokens;
+        core.batching.max_wait = Duration::from_millis(a.max_wait_ms);
+        core.batching.max_queue_docs = a.max_queue_docs;
+        core.limits = a.limits.limits();
+        core.store = a.store.config();
+        core.cache = a.cache.config();
+        ServeConfig {
+            core,
+            http: crate::api::HttpConfig {
+                max_body_bytes: a.max_body_bytes,
+                request_timeout: Duration::from_secs(a.request_timeout_s),
+                cors_origins: a.cors_origin,
+            },
+            api_key: a.api_key,
+        }
+    }
+}
+
+/// Everything `hermes consume` can be told (see [`crate::stream::ConsumeJob`]).
 #[derive(Debug, Clone, Args)]
 pub struct ConsumeArgs {
     /// Where documents come from: kafka://HOST:PORT/TOPIC?group=G or
@@ -67,18 +141,10 @@ pub struct ConsumeArgs {
     /// Where bad records go (default: the source's topic + ".dead-letter", same broker).
     #[arg(long, env = "HERMES_DEAD_LETTER")]
     pub dead_letter: Option<String>,
-    #[arg(long, env = "HERMES_BUNDLE", default_value = DEFAULT_BUNDLE)]
-    pub bundle: PathBuf,
-    /// Encoder tier: minilm (the reference) or static (the bundle's fitted token table).
-    #[arg(long, env = "HERMES_ENCODER", value_enum, default_value_t = Tier::Minilm)]
-    pub encoder: Tier,
-    /// Field of the input JSON holding the text.
-    #[arg(long, env = "HERMES_TEXT_FIELD", default_value = "text")]
-    pub text_field: String,
-    /// Field holding the document id (a string or an integer); records without one get
-    /// `topic:partition:offset`.
-    #[arg(long, env = "HERMES_ID_FIELD", default_value = "id")]
-    pub id_field: String,
+    #[command(flatten)]
+    pub labeler: LabelerArgs,
+    #[command(flatten)]
+    pub fields: FieldArgs,
     /// Depth of the written codes (default: the bundle's number of levels).
     #[arg(long, env = "HERMES_DEPTH")]
     pub depth: Option<u32>,
@@ -94,159 +160,40 @@ pub struct ConsumeArgs {
     /// Address the metrics port binds (0.0.0.0 in a container, for the scraper).
     #[arg(long, env = "HERMES_METRICS_HOST", default_value = "127.0.0.1")]
     pub metrics_host: String,
-    /// Characters per text at most; longer texts are dead letters.
-    #[arg(long, env = "HERMES_MAX_TEXT_CHARS", default_value_t = defaults::MAX_TEXT_CHARS)]
-    pub max_text_chars: usize,
-    /// Characters per document id at most; longer ids are dead letters.
-    #[arg(long, env = "HERMES_MAX_ID_CHARS", default_value_t = defaults::MAX_ID_CHARS)]
-    pub max_id_chars: usize,
-    /// Shared id store (`redis://host:port/db`): every consumed id's code is stored there
-    /// before its input is committed, so every `serve` replica answers GET /v1/codes/{id}.
-    #[arg(long, env = "HERMES_STORE")]
-    pub store: Option<String>,
-    /// Seconds a code lives in the shared store (0: forever).
-    #[arg(long, env = "HERMES_STORE_TTL_S", default_value_t = 0)]
-    pub store_ttl_s: u64,
-    /// Milliseconds a store command may take before it is retried.
-    #[arg(long, env = "HERMES_STORE_TIMEOUT_MS", default_value_t = 1000)]
-    pub store_timeout_ms: u64,
-    /// Entries in the text → code cache (a redelivered or repeated text is not encoded again).
-    #[arg(long, env = "HERMES_CACHE_TEXTS", default_value_t = 100_000)]
-    pub cache_texts: u64,
-    /// Encoder sessions; 0: one per core.
-    #[arg(long, env = "HERMES_ENCODER_SESSIONS", default_value_t = 0)]
-    pub encoder_sessions: usize,
-    /// Documents per encoder batch at most; 0 measures the fastest size at start-up.
-    #[arg(long, env = "HERMES_MAX_BATCH_DOCS", default_value_t = 0)]
-    pub max_batch_docs: usize,
-    /// Seconds a revocation or SIGTERM waits for in-flight inputs before giving them up (they
-    /// are read again), and then to finish before exiting anyway.
-    #[arg(long, env = "HERMES_SHUTDOWN_TIMEOUT_S", default_value_t = 30)]
-    pub shutdown_timeout_s: u64,
     #[command(flatten)]
-    pub runtime: RuntimeArgs,
+    pub limits: TextLimitArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub cache: TextCacheArgs,
+    #[command(flatten)]
+    pub shutdown: ShutdownArgs,
 }
 
+/// Everything `hermes label` can be told (see [`crate::jobs::label::LabelJob`]).
 #[derive(Debug, Args)]
-pub struct DescribeArgs {
-    /// A `hermes label` output directory (with --merge: default, what the tasks recorded).
-    #[arg(long, env = "HERMES_CODES")]
-    pub codes: Option<PathBuf>,
-    /// The inputs the codes were labeled from (files, directories, globs, as for label).
-    #[arg(long, env = "HERMES_INPUT", num_args = 1..)]
-    pub input: Vec<PathBuf>,
-    /// Output directory: cards.json and atlas.html (array tasks: parts/).
-    #[arg(long, env = "HERMES_OUT")]
-    pub out: PathBuf,
-    /// Cards for depths 1..=D.
-    #[arg(long, env = "HERMES_DEPTH", default_value_t = 2)]
-    pub depth: usize,
-    /// Rows per bucket whose texts are read for its terms (smallest hash(seed, id)).
-    #[arg(long, env = "HERMES_SAMPLE", default_value_t = 256)]
-    pub sample: usize,
-    /// Terms per card.
-    #[arg(long, env = "HERMES_TERMS", default_value_t = 12)]
-    pub terms: usize,
-    /// Exemplar documents per card (those nearest the bucket's centre).
-    #[arg(long, env = "HERMES_EXEMPLARS", default_value_t = 3)]
-    pub exemplars: usize,
-    /// Seed of the sample.
-    #[arg(long, env = "HERMES_SEED", default_value_t = 0)]
-    pub seed: u64,
-    /// Field (JSONL) or column (Parquet) holding the text.
-    #[arg(long, env = "HERMES_TEXT_FIELD", default_value = "text")]
-    pub text_field: String,
-    /// Field or column holding the document id.
-    #[arg(long, env = "HERMES_ID_FIELD", default_value = "id")]
-    pub id_field: String,
-    /// This task's index (default: from Slurm or JOB_COMPLETION_INDEX, else 0).
-    #[arg(long, env = "HERMES_SHARD_INDEX")]
-    pub shard_index: Option<usize>,
-    /// Number of tasks (default: from Slurm, else 1).
-    #[arg(long, env = "HERMES_SHARD_COUNT")]
-    pub shard_count: Option<usize>,
-    /// Merge the array tasks' parts under --out into the cards.
-    #[arg(long, env = "HERMES_MERGE")]
-    pub merge: bool,
-    /// Seconds between progress lines when stderr is not a terminal.
-    #[arg(long, env = "HERMES_PROGRESS_INTERVAL_S", default_value_t = 10)]
-    pub progress_interval_s: u64,
-}
-
-#[derive(Debug, Args)]
-pub struct MixArgs {
-    /// `hermes label` output directories (their codes/ and done/ are read).
-    #[arg(long, env = "HERMES_CODES", required = true, num_args = 1..)]
-    pub codes: Vec<PathBuf>,
-    /// The mixture spec (TOML; see DESIGN.md "Mixtures").
-    #[arg(long, env = "HERMES_SPEC")]
-    pub spec: PathBuf,
-    /// Output directory: plan.json, plan.svg, selection/ and done/.
-    #[arg(long, env = "HERMES_OUT")]
-    pub out: PathBuf,
-    /// Write the plan and the plot only (a preview).
-    #[arg(long, env = "HERMES_PLAN_ONLY")]
-    pub plan_only: bool,
-    /// Select what there is when the budget cannot be met (otherwise exit 2).
-    #[arg(long, env = "HERMES_ALLOW_SHORT")]
-    pub allow_short: bool,
-    /// This task's index (default: from Slurm or JOB_COMPLETION_INDEX, else 0).
-    #[arg(long, env = "HERMES_SHARD_INDEX")]
-    pub shard_index: Option<usize>,
-    /// Number of tasks (default: from Slurm, else 1).
-    #[arg(long, env = "HERMES_SHARD_COUNT")]
-    pub shard_count: Option<usize>,
-    /// Seconds between progress lines when stderr is not a terminal.
-    #[arg(long, env = "HERMES_PROGRESS_INTERVAL_S", default_value_t = 10)]
-    pub progress_interval_s: u64,
-}
-
-#[derive(Debug, Args)]
+#[command(
+    mut_arg("encoder_sessions", |a| a.default_value("1")),
+    mut_arg("input", |a| a.required(true))
+)]
 pub struct LabelArgs {
-    #[arg(long, env = "HERMES_BUNDLE", default_value = DEFAULT_BUNDLE)]
-    pub bundle: PathBuf,
-    /// Input files, directories (searched recursively) or globs of .jsonl, .jsonl.gz,
-    /// .jsonl.zst and .parquet; the sorted list is split across tasks.
-    #[arg(long, env = "HERMES_INPUT", required = true, num_args = 1..)]
-    pub input: Vec<PathBuf>,
+    #[command(flatten)]
+    pub labeler: LabelerArgs,
+    #[command(flatten)]
+    pub corpus: CorpusArgs,
     /// Output directory: codes/<input>.parquet and done/<input>.json.
     #[arg(long, env = "HERMES_OUT")]
     pub out: PathBuf,
-    /// Encoder tier: minilm (the reference) or static (the bundle's fitted token table).
-    #[arg(long, env = "HERMES_ENCODER", value_enum, default_value_t = Tier::Minilm)]
-    pub encoder: Tier,
-    /// Field (JSONL) or column (Parquet) holding the text.
-    #[arg(long, env = "HERMES_TEXT_FIELD", default_value = "text")]
-    pub text_field: String,
-    /// Field or column holding the document id; rows without one get `<file>:<row>`.
-    #[arg(long, env = "HERMES_ID_FIELD", default_value = "id")]
-    pub id_field: String,
     /// Input fields copied into the codes files as columns of the same name (numbers as
     /// float64, strings as utf8, booleans as bool; null where a row lacks the field): how a
     /// quality score or a token count reaches `hermes mix`.
     #[arg(long, env = "HERMES_CARRY", num_args = 1.., value_delimiter = ',')]
     pub carry: Vec<String>,
-    /// This task's index (default: from Slurm or JOB_COMPLETION_INDEX, else 0).
-    #[arg(long, env = "HERMES_SHARD_INDEX")]
-    pub shard_index: Option<usize>,
-    /// Number of tasks (default: from Slurm, else 1).
-    #[arg(long, env = "HERMES_SHARD_COUNT")]
-    pub shard_count: Option<usize>,
-    /// Encoder sessions (batches that run at once).
-    #[arg(long, env = "HERMES_ENCODER_SESSIONS", default_value_t = 1)]
-    pub encoder_sessions: usize,
-    /// Documents per encoder batch at most; 0 measures the fastest size on this CPU at
-    /// start-up (a few seconds on the shard's first documents).
-    #[arg(long, env = "HERMES_MAX_BATCH_DOCS", default_value_t = 0)]
-    pub max_batch_docs: usize,
+    #[command(flatten)]
+    pub shard: ShardArgs,
     /// Documents read and labeled per chunk (bounds memory with 4 chunks in flight).
     #[arg(long, env = "HERMES_CHUNK_DOCS", default_value_t = 256)]
     pub chunk_docs: usize,
-    /// Seconds between progress lines when stderr is not a terminal.
-    #[arg(long, env = "HERMES_PROGRESS_INTERVAL_S", default_value_t = 10)]
-    pub progress_interval_s: u64,
-    #[command(flatten)]
-    pub runtime: RuntimeArgs,
 }
 
 #[derive(Debug, Args)]
@@ -265,48 +212,63 @@ pub struct StatsArgs {
     pub plot: Option<PathBuf>,
 }
 
-/// Options every command that runs the encoder shares.
-#[derive(Debug, Clone, Args)]
-pub struct RuntimeArgs {
-    /// ONNX Runtime shared library; default: the set-up cache (.cache/ort), then the system.
-    #[arg(long, env = "ORT_DYLIB_PATH")]
-    pub ort_lib: Option<PathBuf>,
-    /// ONNX Runtime intra-op threads per session (0: ONNX Runtime decides, one per core).
-    #[arg(long, env = "HERMES_INTRA_THREADS", default_value_t = 0)]
-    pub intra_threads: usize,
-    /// Whether ONNX Runtime's intra-op threads spin while waiting for work. Default: off for
-    /// `serve`, whose HTTP and tokenizer threads need the cores a spinning thread holds; on
-    /// for `label`, `fit` and `eval`, which have nothing else to run.
-    #[arg(long, env = "HERMES_ORT_SPINNING")]
-    pub ort_spinning: Option<bool>,
+#[derive(Debug, Args)]
+pub struct MixArgs {
+    /// `hermes label` output directories (their codes/ and done/ are read).
+    #[arg(long, env = "HERMES_CODES", required = true, num_args = 1..)]
+    pub codes: Vec<PathBuf>,
+    /// The mixture spec (TOML; see docs/mix.md).
+    #[arg(long, env = "HERMES_SPEC")]
+    pub spec: PathBuf,
+    /// Output directory: plan.json, plan.svg, selection/ and done/.
+    #[arg(long, env = "HERMES_OUT")]
+    pub out: PathBuf,
+    /// Write the plan and the plot only (a preview).
+    #[arg(long, env = "HERMES_PLAN_ONLY")]
+    pub plan_only: bool,
+    /// Select what there is when the budget cannot be met (otherwise exit 2).
+    #[arg(long, env = "HERMES_ALLOW_SHORT")]
+    pub allow_short: bool,
+    #[command(flatten)]
+    pub shard: ShardArgs,
 }
 
-impl RuntimeArgs {
-    /// See [`RuntimeConfig::load_options`].
-    pub fn load_options(
-        &self,
-        sessions: usize,
-        spinning_by_default: bool,
-    ) -> crate::bundle::LoadOptions {
-        RuntimeConfig::from(self).load_options(sessions, spinning_by_default)
-    }
-}
-
-impl From<&RuntimeArgs> for RuntimeConfig {
-    fn from(a: &RuntimeArgs) -> Self {
-        RuntimeConfig {
-            ort_lib: a.ort_lib.clone(),
-            intra_threads: a.intra_threads,
-            spinning: a.ort_spinning,
-        }
-    }
+#[derive(Debug, Args)]
+pub struct DescribeArgs {
+    /// A `hermes label` output directory (with --merge: default, what the tasks recorded).
+    #[arg(long, env = "HERMES_CODES")]
+    pub codes: Option<PathBuf>,
+    #[command(flatten)]
+    pub corpus: CorpusArgs,
+    /// Output directory: cards.json and atlas.html (array tasks: parts/).
+    #[arg(long, env = "HERMES_OUT")]
+    pub out: PathBuf,
+    /// Cards for depths 1..=D.
+    #[arg(long, env = "HERMES_DEPTH", default_value_t = 2)]
+    pub depth: usize,
+    /// Rows per bucket whose texts are read for its terms (smallest hash(seed, id)).
+    #[arg(long, env = "HERMES_SAMPLE", default_value_t = 256)]
+    pub sample: usize,
+    /// Terms per card.
+    #[arg(long, env = "HERMES_TERMS", default_value_t = 12)]
+    pub terms: usize,
+    /// Exemplar documents per card (those nearest the bucket's centre).
+    #[arg(long, env = "HERMES_EXEMPLARS", default_value_t = 3)]
+    pub exemplars: usize,
+    /// Seed of the sample.
+    #[arg(long, env = "HERMES_SEED", default_value_t = 0)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub shard: ShardArgs,
+    /// Merge the array tasks' parts under --out into the cards.
+    #[arg(long, env = "HERMES_MERGE")]
+    pub merge: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct FitArgs {
-    /// Corpus: JSONL, one object a line with a string text field.
-    #[arg(long, env = "HERMES_INPUT")]
-    pub input: PathBuf,
+    #[command(flatten)]
+    pub corpus: JsonlCorpusArgs,
     /// Output bundle directory (created; encoder and tokenizer are copied into it).
     #[arg(long, env = "HERMES_OUT")]
     pub out: PathBuf,
@@ -318,9 +280,6 @@ pub struct FitArgs {
         default_value = "64,64,32"
     )]
     pub levels: Vec<usize>,
-    /// JSON field holding the text.
-    #[arg(long, env = "HERMES_TEXT_FIELD", default_value = "text")]
-    pub text_field: String,
     /// Seed for k-means++ seeding: same seed, same corpus, same machine → same bytes.
     #[arg(long, env = "HERMES_SEED", default_value_t = 0)]
     pub seed: u64,
@@ -328,15 +287,12 @@ pub struct FitArgs {
     #[arg(long, env = "HERMES_MAX_ITER", default_value_t = 100)]
     pub max_iter: usize,
     /// Transform output dimension: the top principal components kept (0 keeps all). 128 is
-    /// the measured default (README: same L1 AMI as 384, a third of the quantizer's work).
+    /// the measured default (docs/bundle.md: same L1 AMI as 384, a third of the quantizer's work).
     #[arg(long, env = "HERMES_DIM", default_value_t = 128)]
     pub dim: usize,
     /// Whitening strength in [0, 1] (0: rotation only; 1: full whitening).
     #[arg(long, env = "HERMES_WHITEN", default_value_t = 0.0)]
     pub whiten: f32,
-    /// Precomputed embeddings (.npy, float32 [documents, dim], rows in corpus order): skips encoding.
-    #[arg(long, env = "HERMES_EMBEDDINGS")]
-    pub embeddings: Option<PathBuf>,
     /// Also write the corpus embeddings to this .npy file (to reuse with --embeddings).
     #[arg(long, env = "HERMES_SAVE_EMBEDDINGS")]
     pub save_embeddings: Option<PathBuf>,
@@ -352,9 +308,6 @@ pub struct FitArgs {
     /// Probe texts recorded in the manifest and checked at every start-up.
     #[arg(long, env = "HERMES_PROBES", default_value_t = 6)]
     pub probes: usize,
-    /// Texts per encoder batch while embedding the corpus.
-    #[arg(long, env = "HERMES_BATCH", default_value_t = 32)]
-    pub batch: usize,
     /// Also fit the static tier (a token table that reproduces the encoder's embeddings) on
     /// the same corpus; needs at least 1,000 documents.
     #[arg(long = "static", env = "HERMES_STATIC")]
@@ -382,198 +335,52 @@ pub struct FitArgs {
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    #[arg(long, env = "HERMES_BUNDLE", default_value = DEFAULT_BUNDLE)]
-    pub bundle: PathBuf,
-    /// Labeled corpus: JSONL with a text field and a label field.
-    #[arg(long, env = "HERMES_INPUT")]
-    pub input: PathBuf,
+    #[command(flatten)]
+    pub tier: TierArgs,
+    #[command(flatten)]
+    pub corpus: JsonlCorpusArgs,
     /// JSON field holding the reference label ("Uncategorized" and empty labels are not scored).
     #[arg(long, env = "HERMES_LABEL_FIELD", default_value = "label")]
     pub label_field: String,
-    #[arg(long, env = "HERMES_TEXT_FIELD", default_value = "text")]
-    pub text_field: String,
-    /// Precomputed embeddings (.npy), rows in corpus order: skips encoding.
-    #[arg(long, env = "HERMES_EMBEDDINGS")]
-    pub embeddings: Option<PathBuf>,
     /// Write the report as JSON here too.
     #[arg(long, env = "HERMES_JSON")]
     pub json: Option<PathBuf>,
-    /// Encoder tier whose codes are measured: minilm or static.
-    #[arg(long, env = "HERMES_ENCODER", value_enum, default_value_t = Tier::Minilm)]
-    pub encoder: Tier,
     /// Seed of the flat k-means baseline.
     #[arg(long, env = "HERMES_SEED", default_value_t = 0)]
     pub seed: u64,
-    #[arg(long, env = "HERMES_BATCH", default_value_t = 32)]
-    pub batch: usize,
-    #[command(flatten)]
-    pub runtime: RuntimeArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct EmbedArgs {
-    /// Bundle directory holding encoder.onnx and tokenizer.json.
-    #[arg(long, env = "HERMES_BUNDLE", default_value = DEFAULT_BUNDLE)]
-    pub bundle: PathBuf,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Token budget per text; longer texts are truncated. Default: the bundle's max_tokens.
     #[arg(long, env = "HERMES_MAX_TOKENS")]
     pub max_tokens: Option<usize>,
-    #[command(flatten)]
-    pub runtime: RuntimeArgs,
     /// Texts to embed.
     #[arg(required = true)]
     pub texts: Vec<String>,
 }
 
-/// Everything `hermes serve` can be told (see [`ServeConfig`]).
-#[derive(Debug, Clone, Args)]
-pub struct ServeArgs {
-    /// Bundle directory to serve.
-    #[arg(long, env = "HERMES_BUNDLE", default_value = DEFAULT_BUNDLE)]
-    pub bundle: PathBuf,
-    #[arg(long, env = "HERMES_HOST", default_value = "127.0.0.1")]
-    pub host: String,
-    /// Port; 0 picks a free one (the chosen address is printed on stdout).
-    #[arg(long, env = "HERMES_PORT", default_value_t = 8080)]
-    pub port: u16,
-    #[command(flatten)]
-    pub runtime: RuntimeArgs,
-    /// Encoder sessions, each served by one batching worker (batches that run at once); 0:
-    /// one per core, each with one ONNX Runtime thread unless --intra-threads says otherwise.
-    #[arg(long, env = "HERMES_ENCODER_SESSIONS", default_value_t = 0)]
-    pub encoder_sessions: usize,
-    /// The encoder tier answers use when a request names none; the bundle's other tier (if
-    /// any) is served too, on request.
-    #[arg(long, env = "HERMES_ENCODER", value_enum, default_value_t = Tier::Minilm)]
-    pub encoder: Tier,
-
-    /// Padded tokens per encoder batch at most (must be at least the bundle's max_tokens).
-    #[arg(long, env = "HERMES_MAX_BATCH_TOKENS", default_value_t = 8192)]
-    pub max_batch_tokens: usize,
-    /// Documents per encoder batch at most; 0 (the default) measures the fastest size (1 to
-    /// 32) on this CPU at start-up, on the bundle's probe texts. Whether a batch is cheaper per
-    /// document than one text alone depends on the CPU, so it is measured, not assumed.
-    #[arg(long, env = "HERMES_MAX_BATCH_DOCS", default_value_t = 0)]
-    pub max_batch_docs: usize,
-    /// Milliseconds a free encoder waits for a batch to fill after its first document
-    /// arrived. 0 (the default): it takes what is queued at once, and batches form from what
-    /// arrives while the encoders are busy (continuous batching). Batching gains a few percent
-    /// on CPUs, waiting costs more: see the README's "Performance" for figures.
-    #[arg(long, env = "HERMES_MAX_WAIT_MS", default_value_t = 0)]
-    pub max_wait_ms: u64,
-    /// Documents waiting for the encoder at most; beyond that requests get 503 overloaded.
-    /// Must be at least --max-docs-per-request; the default is 4 full-size requests, so a
-    /// request that fits is refused only when several others are ahead of it.
-    #[arg(long, env = "HERMES_MAX_QUEUE_DOCS", default_value_t = 4 * defaults::MAX_DOCS_PER_REQUEST)]
-    pub max_queue_docs: usize,
-
-    /// Documents per /v1/label request (texts per /v1/embed, embeddings per /v1/quantize) at most.
-    #[arg(long, env = "HERMES_MAX_DOCS_PER_REQUEST", default_value_t = defaults::MAX_DOCS_PER_REQUEST)]
-    pub max_docs_per_request: usize,
-    /// Characters per text at most; longer texts are refused with 422 (texts are truncated
-    /// only at the model's max_tokens).
-    #[arg(long, env = "HERMES_MAX_TEXT_CHARS", default_value_t = defaults::MAX_TEXT_CHARS)]
-    pub max_text_chars: usize,
-    /// Characters per document id at most.
-    #[arg(long, env = "HERMES_MAX_ID_CHARS", default_value_t = defaults::MAX_ID_CHARS)]
-    pub max_id_chars: usize,
-    /// Ids per /v1/codes/lookup request at most.
-    #[arg(long, env = "HERMES_MAX_ITEMS_PER_REQUEST", default_value_t = defaults::MAX_ITEMS_PER_REQUEST)]
-    pub max_items_per_request: usize,
-    /// Request body bytes at most (after decompression); larger bodies get 413.
-    #[arg(long, env = "HERMES_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
-    pub max_body_bytes: usize,
-    /// Seconds a request may take before it is answered 503 (the NDJSON stream's body is exempt).
-    #[arg(long, env = "HERMES_REQUEST_TIMEOUT_S", default_value_t = 60)]
-    pub request_timeout_s: u64,
-    /// Lines of one NDJSON stream being labeled at once (bounds the stream's memory).
-    #[arg(long, env = "HERMES_STREAM_CONCURRENCY", default_value_t = 64)]
-    pub stream_concurrency: usize,
-
-    /// Shared id store (`redis://host:port/db`): every labeled id's code is written there
-    /// before the answer returns, and `/v1/codes/*` fall back to it, so every replica answers
-    /// for every id and codes survive restarts. Default: none (ids live in the moka cache).
-    #[arg(long, env = "HERMES_STORE")]
-    pub store: Option<String>,
-    /// Seconds a code lives in the shared store (0: forever).
-    #[arg(long, env = "HERMES_STORE_TTL_S", default_value_t = 0)]
-    pub store_ttl_s: u64,
-    /// Milliseconds a store connection attempt or command may take before the request that
-    /// needs it gets 503 unavailable.
-    #[arg(long, env = "HERMES_STORE_TIMEOUT_MS", default_value_t = 1000)]
-    pub store_timeout_ms: u64,
-
-    /// Entries in the id → code cache (the L1 in front of --store).
-    #[arg(long, env = "HERMES_CACHE_IDS", default_value_t = 1_000_000)]
-    pub cache_ids: u64,
-    /// Entries in the text → code cache.
-    #[arg(long, env = "HERMES_CACHE_TEXTS", default_value_t = 100_000)]
-    pub cache_texts: u64,
-    /// Seconds a cache entry lives after it is written (0: no limit).
-    #[arg(long, env = "HERMES_CACHE_TTL_S", default_value_t = 0)]
-    pub cache_ttl_s: u64,
-    /// Seconds a cache entry lives without being read (0: no limit).
-    #[arg(long, env = "HERMES_CACHE_IDLE_S", default_value_t = 0)]
-    pub cache_idle_s: u64,
-
-    /// Bearer token required on /v1/* (health, readiness, metrics and docs stay open).
-    #[arg(long, env = "HERMES_API_KEY", hide_env_values = true)]
-    pub api_key: Option<String>,
-    /// Origins allowed by CORS (repeat or comma-separate; "*" for any). Default: CORS off.
-    #[arg(long, env = "HERMES_CORS_ORIGIN", value_delimiter = ',')]
-    pub cors_origin: Vec<String>,
-    /// Seconds to finish in-flight requests after SIGTERM/SIGINT before exiting anyway.
-    #[arg(long, env = "HERMES_SHUTDOWN_TIMEOUT_S", default_value_t = 30)]
-    pub shutdown_timeout_s: u64,
-}
-
-impl From<ServeArgs> for ServeConfig {
-    fn from(a: ServeArgs) -> Self {
-        let seconds = |s: u64| (s > 0).then(|| Duration::from_secs(s));
-        ServeConfig {
-            bundle: a.bundle,
-            encoder: a.encoder,
-            runtime: RuntimeConfig::from(&a.runtime),
-            encoder_sessions: a.encoder_sessions,
-            batching: Batching {
-                max_batch_tokens: a.max_batch_tokens,
-                max_batch_docs: (a.max_batch_docs > 0).then_some(a.max_batch_docs),
-                max_wait: Duration::from_millis(a.max_wait_ms),
-                max_queue_docs: a.max_queue_docs,
-            },
-            limits: crate::labeling::Limits {
-                max_docs: a.max_docs_per_request,
-                max_text_chars: a.max_text_chars,
-                max_id_chars: a.max_id_chars,
-                max_items: a.max_items_per_request,
-                stream_concurrency: a.stream_concurrency,
-            },
-            http: crate::api::HttpConfig {
-                max_body_bytes: a.max_body_bytes,
-                request_timeout: Duration::from_secs(a.request_timeout_s),
-                cors_origins: a.cors_origin,
-            },
-            store: a.store.map(|url| StoreConfig {
-                url,
-                ttl: seconds(a.store_ttl_s),
-                timeout: Duration::from_millis(a.store_timeout_ms.max(1)),
-            }),
-            cache: CacheConfig {
-                ids: a.cache_ids,
-                texts: a.cache_texts,
-                ttl: seconds(a.cache_ttl_s),
-                idle: seconds(a.cache_idle_s),
-            },
-            api_key: a.api_key,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
+    use std::collections::BTreeMap;
+
+    use clap::{CommandFactory, Parser};
 
     use super::*;
+    use crate::labeling::CoreConfig;
+
+    fn parse(args: &[&str]) -> Command {
+        Cli::try_parse_from(std::iter::once("hermes").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+            .command
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
 
     #[test]
     fn the_flags_defaults_are_the_library_defaults() {
@@ -582,7 +389,116 @@ mod tests {
         };
         let mut config = ServeConfig::from(*args);
         // ORT_DYLIB_PATH is a common variable of its own (the set-up exports it).
-        config.runtime.ort_lib = None;
+        config.core.runtime.ort_lib = None;
         assert_eq!(config, ServeConfig::new(DEFAULT_BUNDLE));
+    }
+
+    /// The defaults a command's group carries, or the command's own where it differs.
+    #[test]
+    fn each_command_keeps_its_defaults() {
+        let Command::Consume(c) = parse(&["consume", "--source", "s", "--sink", "k"]) else {
+            unreachable!()
+        };
+        let mut core = c.labeler.core(Tiers::One);
+        core.runtime.ort_lib = None;
+        let mut expected = CoreConfig::serving(DEFAULT_BUNDLE);
+        expected.tiers = Tiers::One;
+        assert_eq!(core, expected);
+        assert_eq!(
+            (c.cache.cache_texts, c.shutdown.shutdown_timeout_s),
+            (100_000, 30)
+        );
+        let limits = (c.limits.max_text_chars, c.limits.max_id_chars);
+        assert_eq!(limits, (defaults::MAX_TEXT_CHARS, defaults::MAX_ID_CHARS));
+        assert_eq!(c.store.config(), None);
+        let fields = c.fields.fields(Vec::new());
+        assert_eq!((fields.text.as_str(), fields.id.as_str()), ("text", "id"));
+
+        let Command::Label(l) = parse(&["label", "--input", "i", "--out", "o"]) else {
+            unreachable!()
+        };
+        assert_eq!(
+            l.labeler.encoder_sessions, 1,
+            "label runs one session by default"
+        );
+        assert_eq!(l.labeler.max_batch_docs(), None);
+        assert_eq!(l.labeler.tier.model.bundle, PathBuf::from(DEFAULT_BUNDLE));
+        assert_eq!(l.corpus.input, [PathBuf::from("i")]);
+        assert_eq!(l.shard.progress_interval(), Duration::from_secs(10));
+        assert_eq!((l.shard.shard_index, l.shard.shard_count), (None, None));
+
+        let Command::Describe(d) = parse(&["describe", "--out", "o"]) else {
+            unreachable!()
+        };
+        assert!(
+            d.corpus.input.is_empty(),
+            "describe --merge needs no --input"
+        );
+        assert_eq!(d.corpus.fields.id_field, "id");
+
+        let Command::Eval(e) = parse(&["eval", "--input", "l.jsonl"]) else {
+            unreachable!()
+        };
+        assert_eq!(e.corpus.batch, 32);
+        assert_eq!(e.corpus.text.text_field, "text");
+        assert_eq!(e.tier.core(Tiers::One).encoder, crate::tier::Tier::Minilm);
+
+        let Command::Fit(f) = parse(&["fit", "--input", "c.jsonl", "--out", "b"]) else {
+            unreachable!()
+        };
+        assert_eq!((f.corpus.batch, f.corpus.embeddings), (32, None));
+
+        let Command::Embed(m) = parse(&["embed", "t"]) else {
+            unreachable!()
+        };
+        assert_eq!(m.model.bundle, PathBuf::from(DEFAULT_BUNDLE));
+        assert_eq!(m.model.runtime.intra_threads, 0);
+    }
+
+    #[test]
+    fn label_needs_an_input_and_describe_does_not() {
+        let label = Cli::try_parse_from(["hermes", "label", "--out", "o"]);
+        assert!(label.is_err_and(|e| e.kind() == clap::error::ErrorKind::MissingRequiredArgument));
+        assert!(Cli::try_parse_from(["hermes", "describe", "--out", "o"]).is_ok());
+    }
+
+    /// Each flag reads `HERMES_<FLAG>` (`--ort-lib`: ONNX Runtime's own `ORT_DYLIB_PATH`), as
+    /// docs/cli.md says, and explains itself.
+    #[test]
+    fn every_flag_has_its_variable_and_a_help_text() {
+        for cmd in Cli::command().get_subcommands() {
+            for arg in cmd.get_arguments().filter(|a| !a.is_positional()) {
+                let long = arg.get_long().unwrap();
+                let env = match long {
+                    "ort-lib" => "ORT_DYLIB_PATH".to_string(),
+                    _ => format!("HERMES_{}", long.to_uppercase().replace('-', "_")),
+                };
+                let name = cmd.get_name();
+                assert_eq!(arg.get_env(), Some(env.as_ref()), "{name} --{long}");
+                assert!(arg.get_help().is_some(), "{name} --{long} has no help");
+            }
+        }
+    }
+
+    /// A flag that several commands take is one flag with one help text; the names below are
+    /// different flags that happen to share a name (what --out holds, what --depth counts, what
+    /// --seed seeds depends on the command).
+    #[test]
+    fn a_flag_name_has_one_help_text() {
+        const HOMONYMS: [&str; 6] = ["out", "depth", "seed", "input", "codes", "max-tokens"];
+        let mut helps: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+        for cmd in Cli::command().get_subcommands() {
+            for arg in cmd.get_arguments().filter(|a| !a.is_positional()) {
+                let long = arg.get_long().unwrap().to_string();
+                let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                let commands = helps.entry(long).or_default().entry(help).or_default();
+                commands.push(cmd.get_name().to_string());
+            }
+        }
+        for (long, texts) in helps {
+            if texts.len() > 1 && !HOMONYMS.contains(&long.as_str()) {
+                panic!("--{long} has {} help texts: {texts:#?}", texts.len());
+            }
+        }
     }
 }

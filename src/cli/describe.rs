@@ -3,13 +3,11 @@
 use anyhow::{Result, bail};
 
 use super::args::DescribeArgs;
-use crate::corpus::reader::Fields;
-use crate::jobs::Shard;
-use crate::jobs::describe::cards::CardConfig;
+use crate::cards::CardConfig;
 use crate::jobs::describe::{DescribeJob, Recorded, run as describe};
 
 pub fn run(args: DescribeArgs) -> Result<()> {
-    let shard = Shard::resolve(args.shard_index, args.shard_count).map_err(anyhow::Error::msg)?;
+    let shard = args.shard.shard()?;
     let mut cards = CardConfig {
         depth: args.depth,
         sample: args.sample,
@@ -40,22 +38,18 @@ pub fn run(args: DescribeArgs) -> Result<()> {
         (false, Some(c)) => c,
         (false, None) => bail!("--codes is required (a `hermes label` output directory)"),
     };
-    if !args.merge && args.input.is_empty() {
+    if !args.merge && args.corpus.input.is_empty() {
         bail!("--input is required: the files the codes were labeled from");
     }
     let job = DescribeJob {
         codes,
-        inputs: args.input,
+        inputs: args.corpus.input,
         out: args.out,
         cards,
-        fields: Fields {
-            text: args.text_field,
-            id: args.id_field,
-            carry: Vec::new(),
-        },
+        fields: args.corpus.fields.fields(Vec::new()),
         shard,
         merge: args.merge,
-        progress_interval: std::time::Duration::from_secs(args.progress_interval_s),
+        progress_interval: args.shard.progress_interval(),
     };
     let s = describe(&job)?;
     match s.cards {

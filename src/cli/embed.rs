@@ -6,15 +6,16 @@ use super::args::EmbedArgs;
 use crate::encoder::{Embedder, EncoderConfig, MiniLm};
 
 pub fn run(args: EmbedArgs) -> Result<()> {
-    let mut cfg = EncoderConfig::for_dir(&args.bundle);
+    let mut cfg = EncoderConfig::for_dir(&args.model.bundle);
     // The bundle's own budget unless --max-tokens says otherwise: embeddings equal serve's.
     cfg.max_tokens = match args.max_tokens {
         Some(n) => n,
-        None => bundle_max_tokens(&args.bundle)?,
+        None => bundle_max_tokens(&args.model.bundle)?,
     };
-    cfg.intra_threads = args.runtime.intra_threads;
-    cfg.ort_lib = args.runtime.ort_lib;
-    cfg.spinning = args.runtime.ort_spinning.unwrap_or(true);
+    let runtime = args.model.runtime;
+    cfg.intra_threads = runtime.intra_threads;
+    cfg.ort_lib = runtime.ort_lib;
+    cfg.spinning = runtime.ort_spinning.unwrap_or(true);
     let encoder = MiniLm::load(&cfg)?;
     let texts: Vec<&str> = args.texts.iter().map(String::as_str).collect();
     let out = encoder.embed(&texts)?;

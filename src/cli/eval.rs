@@ -5,27 +5,28 @@ use anyhow::{Result, bail};
 use super::args::EvalArgs;
 use crate::corpus::{read_jsonl, read_npy};
 use crate::eval::report::{EvalInput, evaluate};
-use crate::labeling::open;
+use crate::labeling::{Batching, Tiers, build};
 
 pub fn run(args: EvalArgs) -> Result<()> {
-    let options = args.runtime.load_options(1, true);
-    let opened = super::block_on(open(
-        &args.bundle,
-        &options,
-        crate::jobs::label::offline_batching(1, 256, 4),
-    ))??;
-    let labeler = &opened.labeler;
+    let corpus = &args.corpus;
+    let mut core = args.tier.core(Tiers::One);
+    // A corpus job has nothing else to run: ONNX Runtime's threads may spin.
+    core.runtime.spinning = core.runtime.spinning.or(Some(true));
+    core.encoder_sessions = 1;
+    core.batching = Batching {
+        max_batch_docs: Some(corpus.batch.max(1)),
+        ..Batching::offline(256, 4)
+    };
+    let core = super::block_on(build(&core))??;
+    let labeler = core.labeler();
     let model = labeler.model();
-    let encoder = model.embedder(args.encoder).ok_or_else(|| {
-        anyhow::anyhow!(
-            "--encoder {}: the bundle {} has no such tier",
-            args.encoder,
-            args.bundle.display()
-        )
-    })?;
-    let docs = read_jsonl(&args.input, &args.text_field, Some(&args.label_field))?;
-    let dim = encoder.dim();
-    let e = match &args.embeddings {
+    let docs = read_jsonl(
+        &corpus.input,
+        &corpus.text.text_field,
+        Some(&args.label_field),
+    )?;
+    let dim = labeler.batcher().encoder().dim();
+    let e = match &corpus.embeddings {
         Some(path) => {
             let (e, d) = read_npy(path)?;
             if d != dim || e.len() / dim != docs.len() {
@@ -40,7 +41,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         }
         None => {
             let texts: Vec<&str> = docs.iter().map(|d| d.text.as_str()).collect();
-            crate::jobs::embed_corpus(encoder.clone(), &texts)??
+            crate::jobs::embed_with(labeler.batcher(), &texts)??
         }
     };
     let codes = labeler.quantize(&e)?;

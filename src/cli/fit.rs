@@ -10,15 +10,15 @@ use crate::jobs::fit_static::StaticFit;
 pub fn run(args: FitArgs) -> Result<()> {
     let job = FitJob {
         runtime: RuntimeConfig::from(&args.runtime),
-        input: args.input,
+        input: args.corpus.input,
         out: args.out,
         levels: args.levels,
-        text_field: args.text_field,
+        text_field: args.corpus.text.text_field,
         seed: args.seed,
         max_iter: args.max_iter,
         dim: args.dim,
         whiten: args.whiten,
-        embeddings: args.embeddings,
+        embeddings: args.corpus.embeddings,
         save_embeddings: args.save_embeddings,
         name: args.name,
         encoder_from: args.encoder_from,

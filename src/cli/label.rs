@@ -1,33 +1,25 @@
 //! `hermes label`: maps the flags to a [`LabelJob`] and prints the task's summary.
 
-use std::time::Duration;
-
 use anyhow::Result;
 
 use super::args::LabelArgs;
 use crate::bundle::RuntimeConfig;
-use crate::corpus::reader::Fields;
-use crate::jobs::Shard;
 use crate::jobs::label::{LabelJob, run as label};
 
 pub fn run(args: LabelArgs) -> Result<()> {
-    let shard = Shard::resolve(args.shard_index, args.shard_count).map_err(anyhow::Error::msg)?;
+    let labeler = &args.labeler;
     let job = LabelJob {
-        bundle: args.bundle,
-        inputs: args.input,
+        bundle: labeler.tier.model.bundle.clone(),
+        inputs: args.corpus.input,
         out: args.out,
-        tier: args.encoder,
-        fields: Fields {
-            text: args.text_field,
-            id: args.id_field,
-            carry: args.carry,
-        },
-        shard,
-        runtime: RuntimeConfig::from(&args.runtime),
-        encoder_sessions: args.encoder_sessions,
-        max_batch_docs: (args.max_batch_docs > 0).then_some(args.max_batch_docs),
+        tier: labeler.tier.encoder,
+        fields: args.corpus.fields.fields(args.carry),
+        shard: args.shard.shard()?,
+        runtime: RuntimeConfig::from(&labeler.tier.model.runtime),
+        encoder_sessions: labeler.encoder_sessions,
+        max_batch_docs: labeler.max_batch_docs(),
         chunk_docs: args.chunk_docs,
-        progress_interval: Duration::from_secs(args.progress_interval_s),
+        progress_interval: args.shard.progress_interval(),
     };
     let s = label(&job)?;
     eprintln!(

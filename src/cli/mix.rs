@@ -1,15 +1,12 @@
 //! `hermes mix`: maps the flags to a [`MixJob`] and prints what the task did.
 
-use std::time::Duration;
-
 use anyhow::Result;
 
 use super::args::MixArgs;
-use crate::jobs::Shard;
 use crate::jobs::mix::{MixJob, run as mix};
 
 pub fn run(args: MixArgs) -> Result<()> {
-    let shard = Shard::resolve(args.shard_index, args.shard_count).map_err(anyhow::Error::msg)?;
+    let shard = args.shard.shard()?;
     let job = MixJob {
         codes: args.codes,
         spec: args.spec,
@@ -17,7 +14,7 @@ pub fn run(args: MixArgs) -> Result<()> {
         plan_only: args.plan_only,
         allow_short: args.allow_short,
         shard,
-        progress_interval: Duration::from_secs(args.progress_interval_s),
+        progress_interval: args.shard.progress_interval(),
     };
     let s = mix(&job)?;
     let plan = if s.planned {

@@ -1,6 +1,6 @@
 //! What each subcommand does, in terms of the library's parts: each maps its flags and calls
-//! the library (`jobs`, `fit`, `eval`, `bundle`, `server`). Logging is set up here, once, for
-//! every command.
+//! the library (`jobs`, `fit`, `eval`, `bundle`, `server`). The flags are in `args`, those
+//! several commands share once, in `groups`. Logging is set up here, once, for every command.
 
 pub mod args;
 mod consume;
@@ -8,6 +8,7 @@ mod describe;
 mod embed;
 mod eval;
 mod fit;
+pub mod groups;
 mod label;
 mod mix;
 mod serve;

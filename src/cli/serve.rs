@@ -1,16 +1,15 @@
 //! `hermes serve`: a runtime, the listener, signals; the server itself is `server::serve`.
 
-use std::time::Duration;
-
 use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 
 use super::args::ServeArgs;
-use crate::server::{ServeConfig, serve, signal_then_deadline};
+use crate::ops::signal_then_deadline;
+use crate::server::{ServeConfig, serve};
 
 pub fn run(args: ServeArgs) -> Result<()> {
     let (host, port) = (args.host.clone(), args.port);
-    let grace = Duration::from_secs(args.shutdown_timeout_s);
+    let grace = args.shutdown.grace();
     let config = ServeConfig::from(args);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
