@@ -2,7 +2,7 @@
 """How well the bundle's depth-1 cards name their buckets, on the wiki corpus: for each
 depth-1 bucket, the share of its documents whose topic (the corpus's `label` field) is the
 bucket's majority topic, beside the majority topic and the card's top terms. Markdown on
-stdout (the README's "Bucket cards" table).
+stdout (the table in docs/cards.md).
 
     cards_purity.py BUNDLE_DIR WIKI_JSONL WIKI_NPY
 

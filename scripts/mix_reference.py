@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""An independent re-computation of `hermes mix` (DESIGN.md "Mixtures") for the tests.
+"""An independent re-computation of `hermes mix` (docs/mix.md, the rules) for the tests.
 
 It holds every row in memory and sorts, which `hermes mix` must not do, and follows the
 contract's rules as written. Usage:

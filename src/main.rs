@@ -10,10 +10,20 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("hermes: {}", one_line(&e));
-            // A mixture that cannot meet its budget is its own outcome (DESIGN.md: exit 2).
-            match e.downcast_ref::<hermes::jobs::mix::MixError>() {
-                Some(hermes::jobs::mix::MixError::Short { .. }) => ExitCode::from(2),
-                _ => ExitCode::FAILURE,
+            // Exit 2: a mixture that cannot meet its budget, or inputs that would share an
+            // output (docs/label.md, docs/mix.md); 1 for every other failure.
+            use hermes::jobs::{label::LabelJobError, mix::MixError};
+            let refused = matches!(e.downcast_ref::<MixError>(), Some(MixError::Short { .. }))
+                || matches!(
+                    e.downcast_ref::<LabelJobError>(),
+                    Some(LabelJobError::Inputs(
+                        hermes::corpus::inputs::InputsError::Collision { .. }
+                    ))
+                );
+            if refused {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
             }
         }
     }

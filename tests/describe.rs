@@ -16,8 +16,8 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 
 use common::{Server, client, hermes, stderr};
-use hermes::jobs::describe::cards::words;
-use hermes::jobs::mix::rows::key_hash;
+use hermes::cards::words;
+use hermes::quantize::key_hash;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 

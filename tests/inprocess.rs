@@ -71,7 +71,7 @@ fn metric(text: &str, name: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_maximum_size_requests_at_the_same_moment_both_succeed() {
-    let s = InProcess::start(config(|c| c.cache.texts = 0)).await;
+    let s = InProcess::start(config(|c| c.core.cache.texts = 0)).await;
     let max = hermes::labeling::limits::defaults::MAX_DOCS_PER_REQUEST;
     let body = |who: &str| json!({"texts": (0..max).map(|i| format!("{who} short text number {i}")).collect::<Vec<_>>()});
     let (a, b) = tokio::join!(
@@ -94,7 +94,7 @@ async fn two_maximum_size_requests_at_the_same_moment_both_succeed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn documents_of_a_client_that_went_away_are_not_encoded() {
-    let s = InProcess::start(config(|c| c.cache.texts = 0)).await;
+    let s = InProcess::start(config(|c| c.core.cache.texts = 0)).await;
     let long = "a sentence of plain words to make the text long ".repeat(40);
     let docs: Vec<Value> = (0..256)
         .map(|i| json!({"text": format!("{i} {long}")}))

@@ -13,7 +13,7 @@ use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
 use super::state::AppState;
 use super::types::ModelRef;
-use crate::jobs::describe::cards::{Card, Cards};
+use crate::cards::{Card, Cards};
 use crate::labeling::Service;
 
 #[derive(Debug, Clone, Deserialize, IntoParams)]

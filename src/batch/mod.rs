@@ -52,6 +52,22 @@ pub struct BatchConfig {
     pub min_window_docs: usize,
 }
 
+impl BatchConfig {
+    /// For a corpus read in chunks of `chunk` documents, `in_flight` chunks at a time, by
+    /// `sessions` encoder sessions: no waiting for stragglers, a queue that holds every chunk
+    /// in flight, each chunk sorted by length whole.
+    pub fn offline(sessions: usize, chunk: usize, in_flight: usize) -> Self {
+        Self {
+            max_batch_tokens: 8192,
+            max_batch_docs: 32,
+            max_wait: Duration::from_millis(2),
+            max_queue_docs: chunk * in_flight,
+            workers: sessions.max(1),
+            min_window_docs: chunk,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BatchError {
     #[error("the batching queue is full ({queued} of {capacity} documents waiting); retry shortly")]

@@ -28,10 +28,10 @@ pub struct Manifest {
     pub fit: FitInfo,
     /// Texts with their full codes, re-coded and compared at start-up.
     pub probes: Vec<Probe>,
-    /// The optional second encoder tier (`DESIGN.md`, "Encoder tiers"); absent in version 1.
+    /// The optional second encoder tier (docs/pipeline.md, "Encoder tiers"); absent in version 1.
     #[serde(default, rename = "static", skip_serializing_if = "Option::is_none")]
     pub static_encoder: Option<StaticEntry>,
-    /// The bucket cards (`cards.json`, DESIGN.md "Bucket cards"): they describe codes, they
+    /// The bucket cards (`cards.json`, docs/cards.md): they describe codes, they
     /// do not define them, so they are pinned here but not part of the fingerprint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cards: Option<FileEntry>,

@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use crate::cards::Cards;
 use crate::encoder::{Embedder, EncoderConfig, EncoderError, MiniLm, StaticEncoder, Tokenizer};
-use crate::jobs::describe::cards::Cards;
 use crate::quantize::CodeSpace;
 use crate::tier::Tier;
 pub use codebooks::codebooks_bytes;

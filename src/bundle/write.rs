@@ -114,10 +114,7 @@ pub fn add_static_tier(
 
 /// Adds (or replaces) the bundle's bucket cards: writes `cards.json`, then the manifest with
 /// its checksum. Codebooks and fingerprint stay as they are.
-pub fn add_cards(
-    out: &Path,
-    cards: &crate::jobs::describe::cards::Cards,
-) -> Result<FileEntry, BundleError> {
+pub fn add_cards(out: &Path, cards: &crate::cards::Cards) -> Result<FileEntry, BundleError> {
     let io =
         |file: &str, e: &dyn std::fmt::Display| invalid(out, file, format!("cannot write: {e}"));
     let raw = std::fs::read_to_string(out.join(MANIFEST)).map_err(|e| io(MANIFEST, &e))?;

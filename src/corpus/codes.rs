@@ -56,30 +56,12 @@ pub struct Done {
 
 impl Done {
     pub fn read(path: &Path) -> Result<Option<Done>, String> {
-        match std::fs::read_to_string(path) {
-            Ok(s) => serde_json::from_str(&s)
-                .map(Some)
-                .map_err(|e| format!("{}: not a done marker: {e}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("{}: {e}", path.display())),
-        }
+        read_marker(path)
     }
 
     /// Writes the marker by rename, so it is never seen half-written.
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        clear_stale(path);
-        let tmp = tmp_name(path);
-        let mut file = File::create(&tmp)?;
-        std::io::Write::write_all(
-            &mut file,
-            (serde_json::to_string_pretty(self)? + "\n").as_bytes(),
-        )?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        sync_dir(path)
+        write_marker(path, self)
     }
 }
 
@@ -342,6 +324,35 @@ impl CodesWriter {
     }
 }
 
+/// Writes a done marker (pretty JSON and a newline) by rename, so it is never seen
+/// half-written, and syncs it and its directory, so it is durable once this returns.
+pub fn write_marker<M: Serialize>(path: &Path, marker: &M) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    clear_stale(path);
+    let tmp = tmp_name(path);
+    let mut file = File::create(&tmp)?;
+    std::io::Write::write_all(
+        &mut file,
+        (serde_json::to_string_pretty(marker)? + "\n").as_bytes(),
+    )?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    sync_dir(path)
+}
+
+/// Reads a done marker; `None` when there is none.
+pub fn read_marker<M: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<M>, String> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => serde_json::from_str(&s)
+            .map(Some)
+            .map_err(|e| format!("{}: not a done marker: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
 /// Syncs the directory holding `path`, so a rename into it is durable.
 pub fn sync_dir(path: &Path) -> std::io::Result<()> {
     match path.parent() {
@@ -368,6 +379,83 @@ pub fn code_files(out: &Path) -> Result<Vec<PathBuf>, String> {
     walk(&dir, &mut files).map_err(|e| format!("{}: {e}", dir.display()))?;
     files.sort();
     Ok(files)
+}
+
+/// One codes file of a labeled corpus, in the sorted list every reader (mix, describe) sees.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CodesFile {
+    /// How plans, selections and cards name it: its path under `codes/`, prefixed by the
+    /// index of its `--codes` directory when there are several.
+    pub name: String,
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+/// Every codes file of the `--codes` directories, sorted by name, and the marker all agree
+/// on; refuses files without a done marker and codes of different labelers.
+pub fn list(dirs: &[PathBuf]) -> Result<(Vec<CodesFile>, Done), String> {
+    // Named by the sorted directory list, so the order of `--codes` changes nothing.
+    let mut dirs = dirs.to_vec();
+    dirs.sort();
+    dirs.dedup();
+    let dirs = &dirs[..];
+    let mut files = Vec::new();
+    let mut first: Option<(String, Done)> = None;
+    for (d, dir) in dirs.iter().enumerate() {
+        let found = code_files(dir)?;
+        for path in found {
+            let rel = path
+                .strip_prefix(dir.join("codes"))
+                .expect("code_files lists under codes/")
+                .to_path_buf();
+            // `codes/<rel>.parquet` ↔ `done/<rel>.json`: exactly one `.parquet` comes off (an
+            // input `n.parquet` has codes `n.parquet.parquet` and marker `n.parquet.json`).
+            let input = rel.to_string_lossy();
+            let input = input.strip_suffix(".parquet").unwrap_or(&input);
+            let marker_path = dir.join("done").join(format!("{input}.json"));
+            let done = Done::read(&marker_path)?.ok_or_else(|| {
+                format!(
+                    "{}: no done marker {}: the labeling of this file did not finish",
+                    path.display(),
+                    marker_path.display()
+                )
+            })?;
+            match &first {
+                None => first = Some((path.display().to_string(), done.clone())),
+                Some((at, f)) => {
+                    if (&f.fingerprint, f.encoder, &f.weights)
+                        != (&done.fingerprint, done.encoder, &done.weights)
+                    {
+                        return Err(format!(
+                            "{} was labeled by bundle {} with the {} encoder, {at} by bundle {} with the {} encoder: codes of different labelers are not comparable",
+                            path.display(),
+                            done.fingerprint,
+                            done.encoder,
+                            f.fingerprint,
+                            f.encoder
+                        ));
+                    }
+                }
+            }
+            let name = if dirs.len() == 1 {
+                rel.to_string_lossy().into_owned()
+            } else {
+                format!("{d}/{}", rel.to_string_lossy())
+            };
+            files.push(CodesFile { name, path });
+        }
+    }
+    let Some((_, marker)) = first else {
+        return Err(format!(
+            "no codes/*.parquet under {}",
+            dirs.iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    };
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok((files, marker))
 }
 
 /// The `c1..c{depth}` columns of a record batch of a codes file (`path` names it in errors).

@@ -8,6 +8,26 @@
 
 use std::path::{Path, PathBuf};
 
+/// Why the `--input` arguments give no usable file list.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputsError {
+    #[error("{0}")]
+    Invalid(String),
+    /// Two inputs that would be written to one output (same path relative to their roots):
+    /// refused before any work, since the second would be taken for done or race the first.
+    #[error(
+        "{} and {} would both be written to codes/{}.parquet: two inputs must not share an output (label them into different --out directories, or give their common parent as one --input)",
+        first.display(),
+        second.display(),
+        rel.display()
+    )]
+    Collision {
+        first: PathBuf,
+        second: PathBuf,
+        rel: PathBuf,
+    },
+}
+
 /// File name endings hermes reads.
 pub const EXTENSIONS: [&str; 4] = [".jsonl", ".jsonl.gz", ".jsonl.zst", ".parquet"];
 
@@ -49,8 +69,25 @@ fn walk(dir: &Path, root: &Path, out: &mut Vec<InputFile>) -> std::io::Result<()
     Ok(())
 }
 
-/// Expands `--input` arguments into the sorted, de-duplicated file list.
-pub fn expand(inputs: &[PathBuf]) -> Result<Vec<InputFile>, String> {
+/// Expands `--input` arguments into the sorted, de-duplicated file list; refuses two files
+/// with the same output (see [`InputsError::Collision`]). Every task of an array expands the
+/// whole list, so each refuses the same collision before any of them writes.
+pub fn expand(inputs: &[PathBuf]) -> Result<Vec<InputFile>, InputsError> {
+    let files = list(inputs).map_err(InputsError::Invalid)?;
+    let mut by_rel: std::collections::HashMap<&Path, &Path> = std::collections::HashMap::new();
+    for f in &files {
+        if let Some(first) = by_rel.insert(&f.rel, &f.path) {
+            return Err(InputsError::Collision {
+                first: first.to_path_buf(),
+                second: f.path.clone(),
+                rel: f.rel.clone(),
+            });
+        }
+    }
+    Ok(files)
+}
+
+fn list(inputs: &[PathBuf]) -> Result<Vec<InputFile>, String> {
     let mut out = Vec::new();
     for input in inputs {
         let s = input.to_string_lossy();
@@ -97,16 +134,6 @@ pub fn expand(inputs: &[PathBuf]) -> Result<Vec<InputFile>, String> {
     out.sort();
     out.dedup_by(|a, b| a.path == b.path);
     Ok(out)
-}
-
-/// The files of task `index` of `count`.
-pub fn shard(files: Vec<InputFile>, index: usize, count: usize) -> Vec<InputFile> {
-    files
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| i % count == index)
-        .map(|(_, f)| f)
-        .collect()
 }
 
 /// Which task this is: the flags (`--shard-index`/`--shard-count`, or `HERMES_SHARD_INDEX`/
@@ -196,20 +223,27 @@ mod tests {
     }
 
     #[test]
-    fn shards_partition_the_sorted_list() {
-        let files: Vec<InputFile> = (0..10)
-            .map(|i| InputFile {
-                path: PathBuf::from(format!("f{i}.jsonl")),
-                rel: PathBuf::from(format!("f{i}.jsonl")),
-            })
-            .collect();
-        let mut all: Vec<InputFile> = (0..3).flat_map(|i| shard(files.clone(), i, 3)).collect();
-        all.sort();
-        assert_eq!(all, files);
-        let first: Vec<String> = shard(files, 1, 3)
-            .iter()
-            .map(|f| f.rel.display().to_string())
-            .collect();
-        assert_eq!(first, ["f1.jsonl", "f4.jsonl", "f7.jsonl"]);
+    fn two_roots_with_one_relative_name_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["a", "b"] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+            std::fs::write(dir.path().join(sub).join("x.jsonl"), "").unwrap();
+        }
+        let err = expand(&[dir.path().join("a"), dir.path().join("b")]).unwrap_err();
+        let InputsError::Collision { first, second, rel } = &err else {
+            panic!("{err}");
+        };
+        assert_eq!(rel, Path::new("x.jsonl"));
+        assert_eq!(first, &dir.path().join("a").join("x.jsonl"));
+        assert_eq!(second, &dir.path().join("b").join("x.jsonl"));
+        // The same directory twice is one input, not a collision.
+        assert_eq!(
+            expand(&[dir.path().join("a"), dir.path().join("a")])
+                .unwrap()
+                .len(),
+            1
+        );
+        // Their common parent keeps them apart (a/x.jsonl, b/x.jsonl).
+        assert_eq!(expand(&[dir.path().to_path_buf()]).unwrap().len(), 2);
     }
 }

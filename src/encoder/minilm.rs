@@ -82,7 +82,7 @@ impl MiniLm {
         for _ in 0..config.sessions.max(1) {
             // No CPU arena and no memory pattern: with dynamic batch and sequence shapes the
             // arena fragments and a long-running server's RSS creeps up; plain allocations
-            // return memory (measured in the bench's overload soak, see README).
+            // return memory (measured in the bench's overload soak, docs/performance.md).
             let cpu = ort::ep::CPU::default()
                 .with_arena_allocator(config.arena)
                 .build();

@@ -1,4 +1,4 @@
-//! The `static` tier: a token table in the teacher's embedding space (`DESIGN.md`, "Encoder
+//! The `static` tier: a token table in the teacher's embedding space (docs/pipeline.md, "Encoder
 //! tiers"). A document's embedding is the L2-normalised mean of the table rows of its tokens
 //! (the bundle's `tokenizer.json`, no special tokens, truncated at `max_tokens`). No model
 //! runs: it is tokenization plus a sum of rows, orders of magnitude faster than MiniLM, and

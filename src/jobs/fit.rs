@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::fit_static::{StaticFit, fit_static};
+use super::fit_static::{StaticFit, StaticFitError, fit_static};
 use crate::batch::BatchError;
 use crate::bundle::{
     BundleError, FitInfo, LoadOptions, Manifest, Model, NewBundle, Probe, RuntimeConfig,
@@ -71,6 +71,18 @@ pub enum FitJobError {
     Verify(BundleError),
     #[error("start the async runtime: {0}")]
     Runtime(#[from] std::io::Error),
+}
+
+/// The static tier's failures, as the fit job has always reported them.
+impl From<StaticFitError> for FitJobError {
+    fn from(e: StaticFitError) -> Self {
+        match e {
+            StaticFitError::Args(m) => FitJobError::Args(m),
+            StaticFitError::Encoder(e) => FitJobError::Encoder(e),
+            StaticFitError::Quantize(e) => FitJobError::Quantize(e),
+            StaticFitError::Bundle(e) => FitJobError::Bundle(e),
+        }
+    }
 }
 
 /// What a fit wrote.
@@ -294,7 +306,7 @@ pub fn run(job: &FitJob) -> Result<FitSummary, FitJobError> {
     })
 }
 
-/// Bucket cards of the fitting sample at depths 1 and 2 (DESIGN.md "Bucket cards": the
+/// Bucket cards of the fitting sample at depths 1 and 2 (docs/cards.md: the
 /// defaults of `hermes describe`), written into the bundle.
 fn write_cards(
     out: &Path,
@@ -304,7 +316,7 @@ fn write_cards(
     e: &[f32],
     seed: u64,
 ) -> Result<(), FitJobError> {
-    use crate::jobs::describe::cards::{CardConfig, Sampler, TERM_CHARS};
+    use crate::cards::{CardConfig, Sampler, TERM_CHARS};
     let (codes, norms) = space.codes_and_residuals(e)?;
     let levels = space.levels().len();
     let mut sampler = Sampler::new(CardConfig {
@@ -328,7 +340,7 @@ fn write_cards(
         .wanted()
         .remove(&0)
         .unwrap_or_default()
-        .into_iter()
+        .into_keys()
         .map(|r| {
             (
                 (0, r),
@@ -354,7 +366,7 @@ fn verify(out: &Path, options: &LoadOptions) -> Result<(), FitJobError> {
     super::block_on(open(
         out,
         options,
-        super::label::offline_batching(1, 256, 1),
+        crate::batch::BatchConfig::offline(1, 256, 1),
     ))?
     .map_err(FitJobError::Verify)?;
     Ok(())

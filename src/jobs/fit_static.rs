@@ -1,7 +1,8 @@
 //! The static tier's token table (`hermes fit --static`), fitted on the same sample as the
 //! codebooks (see `fit::static_fit` for the method), judged on a held-out tenth of it by a
 //! table fitted without that tenth, then fitted again on the whole sample and added to the
-//! bundle.
+//! bundle. The fit job calls it and it imports nothing of the fit job: its failures are
+//! its own [`StaticFitError`], which the fit job folds into its error.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,13 +10,12 @@ use std::sync::Arc;
 use rayon::prelude::*;
 use serde_json::json;
 
-use super::fit::FitJobError;
-use crate::bundle::add_static_tier;
 use crate::bundle::manifest::StaticEntry;
+use crate::bundle::{BundleError, add_static_tier};
 use crate::encoder::static_table::table_bytes;
 use crate::encoder::{Embedder, EncoderError, StaticEncoder, TokenizedText, Tokenizer};
 use crate::fit::static_fit::{BagOfTokens, ridge, transferred_prior, vocabulary_pass};
-use crate::quantize::CodeSpace;
+use crate::quantize::{CodeSpace, QuantizeError};
 
 /// Fewer documents than this cannot pin down a table of ~30k rows.
 pub const MIN_DOCS: usize = 1000;
@@ -25,6 +25,20 @@ pub const FILE: &str = "static.safetensors";
 /// μ = 10 → 0.765 / 0.460, 1 → 0.785 / 0.459, 0.3 → 0.799 / 0.457, 0.1 → 0.806 / 0.455,
 /// 0.05 → 0.806 / 0.453, 0.03 → 0.808 / 0.451, 0.01 → 0.809 / 0.452.
 const PRIOR_MU: f64 = 0.05;
+
+/// Why the table could not be fitted or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StaticFitError {
+    /// The corpus or the tokenizer cannot work; the message names it.
+    #[error("{0}")]
+    Args(String),
+    #[error(transparent)]
+    Encoder(#[from] EncoderError),
+    #[error(transparent)]
+    Quantize(#[from] QuantizeError),
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+}
 
 /// How the table is fitted (`--static-*` flags; `seed` is the fit's).
 #[derive(Debug, Clone, PartialEq)]
@@ -57,10 +71,10 @@ pub fn fit_static(
     texts: &[&str],
     e: &[f32],
     space: &CodeSpace,
-) -> Result<StaticEntry, FitJobError> {
+) -> Result<StaticEntry, StaticFitError> {
     let n = texts.len();
     if n < MIN_DOCS {
-        return Err(FitJobError::Args(format!(
+        return Err(StaticFitError::Args(format!(
             "--static needs at least {MIN_DOCS} documents to fit a token table; {} has {n}",
             input.display()
         )));
@@ -71,7 +85,7 @@ pub fn fit_static(
     let special = |t: &str| {
         tokenizer
             .token_id(t)
-            .ok_or_else(|| FitJobError::Args(format!("tokenizer.json has no {t} token")))
+            .ok_or_else(|| StaticFitError::Args(format!("tokenizer.json has no {t} token")))
     };
     let (cls, sep) = (special("[CLS]")?, special("[SEP]")?);
     let (fit_idx, test_idx): (Vec<usize>, Vec<usize>) =
@@ -82,7 +96,7 @@ pub fn fit_static(
     })?;
     bar.finish();
     let started = std::time::Instant::now();
-    let fit_on = |idx: &[usize]| -> Result<Vec<f32>, FitJobError> {
+    let fit_on = |idx: &[usize]| -> Result<Vec<f32>, StaticFitError> {
         let tokens: Vec<TokenizedText> = idx
             .par_iter()
             .map(|&i| tokenizer.encode(texts[i], false))

@@ -11,22 +11,19 @@
 //! markers of the task are checked before anything is labeled: an `out` written by another
 //! labeler stops the task at once, naming both, so one output never mixes two code spaces.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use sha2::Digest;
 
-use super::progress::{Counter, Reporter};
+use super::progress::Counter;
+use super::runner::{self, Found, Outputs, Ran, Run, Step};
 use super::{Shard, block_on};
-use crate::batch::BatchConfig;
-use crate::bundle::{BundleError, RuntimeConfig};
+use crate::bundle::RuntimeConfig;
 use crate::corpus::codes::{CarriedType, CodeRow, CodesWriter, Done, paths, reserved_columns};
-use crate::corpus::inputs::{InputFile, expand, shard};
+use crate::corpus::inputs::{InputFile, InputsError, expand};
 use crate::corpus::reader::{Fields, ReadError, Reader, Record};
-use crate::encoder::EncoderError;
-use crate::labeling::{Labeler, open};
+use crate::labeling::{Batching, Calibration, CoreConfig, CoreError, Labeler, Tiers, build};
 use crate::tier::Tier;
 
 /// Chunks labeled at once: enough to keep every encoder session fed while one is written.
@@ -71,29 +68,16 @@ pub struct LabelSummary {
 pub enum LabelJobError {
     #[error("{0}")]
     Shard(String),
-    #[error("{0}")]
-    Inputs(String),
+    #[error(transparent)]
+    Inputs(#[from] InputsError),
     #[error("--carry {field}: {why}")]
     Carry { field: String, why: String },
     #[error(transparent)]
-    Bundle(#[from] BundleError),
-    #[error(
-        "--encoder {tier}: the bundle {bundle} has no {tier} tier (fit one with `hermes fit --static`)"
-    )]
-    NoTier { tier: Tier, bundle: String },
-    /// A done marker of this task was written by another bundle, tier or table.
-    #[error(
-        "{marker} was written by {found}, not by this run's {ours}: use another --out (codes of two labelers must not mix in one output)"
-    )]
-    OtherLabeler {
-        marker: String,
-        found: String,
-        ours: String,
-    },
+    Core(#[from] CoreError),
+    /// A done marker of this task was written by another bundle, tier or table (or cannot
+    /// be read).
     #[error("{0}")]
     Marker(String),
-    #[error("measuring the batch size: {0}")]
-    Calibrate(#[from] EncoderError),
     #[error("start the async runtime: {0}")]
     Runtime(#[from] std::io::Error),
     #[error("{} input file(s) failed:\n  {}", .0.len(), .0.join("\n  "))]
@@ -132,86 +116,53 @@ impl std::fmt::Display for Writer {
     }
 }
 
-enum Outcome {
-    Labeled { rows: u64 },
-    AlreadyDone,
-}
-
 /// Labels this task's files; fails if any file failed (the others are done).
 pub fn run(job: &LabelJob) -> Result<LabelSummary, LabelJobError> {
     let Shard { index, count } = job.shard;
-    let all = expand(&job.inputs).map_err(LabelJobError::Inputs)?;
-    let total_files = all.len();
-    let mine = shard(all, index, count);
+    let all = expand(&job.inputs)?;
+    let mine: Vec<&InputFile> = (0..all.len())
+        .filter(|&i| job.shard.owns(i))
+        .map(|i| &all[i])
+        .collect();
     tracing::info!(
-        "hermes label: task {index} of {count}: {} of {total_files} input files",
-        mine.len()
+        "hermes label: task {index} of {count}: {} of {} input files",
+        mine.len(),
+        all.len()
     );
     let chunk = job.chunk_docs.max(1);
-    let options = job.runtime.load_options(job.encoder_sessions, true);
-    let batching = offline_batching(job.encoder_sessions, chunk, IN_FLIGHT);
     let started = Instant::now();
-    let counter = Arc::new(Counter::default());
-    let (labeled, skipped, docs, failed) = block_on(async {
-        let opened = open(&job.bundle, &options, batching.clone()).await?;
-        check_carry(&job.fields.carry, opened.labeler.model().levels().len())?;
-        // The static tier gets its own batcher; the minilm one stays idle.
-        let (labeler, _static_workers) =
-            match job.tier {
-                Tier::Minilm => (opened.labeler.clone(), None),
-                tier => {
-                    let mut batch = batching;
-                    batch.max_batch_docs = 256;
-                    batch.max_batch_tokens = usize::MAX;
-                    let (l, w) = opened.labeler.for_tier(tier, batch).ok_or_else(|| {
-                        LabelJobError::NoTier {
-                            tier,
-                            bundle: job.bundle.display().to_string(),
-                        }
-                    })?;
-                    (l, Some(w))
-                }
-            };
-        let ours = Writer {
-            fingerprint: labeler.model().fingerprint().to_string(),
-            tier: labeler.tier(),
-            weights: labeler.weights_digest(),
+    let core = core_config(job, &mine, chunk);
+    let ran = block_on(async {
+        let core = build(&core).await?;
+        let labeler = core.labeler().clone();
+        check_carry(&job.fields.carry, labeler.model().levels().len())?;
+        let step = LabelStep {
+            ours: Writer {
+                fingerprint: labeler.model().fingerprint().to_string(),
+                tier: labeler.tier(),
+                weights: labeler.weights_digest(),
+            },
+            labeler,
+            job,
+            chunk,
         };
-        check_markers(&job.out, &mine, &ours)?;
-        match (labeler.tier(), job.max_batch_docs) {
-            // A sum of table rows: any batch size costs the same per document.
-            (Tier::Static, _) => {}
-            (Tier::Minilm, Some(n)) => labeler.batcher().set_max_batch_docs(n),
-            (Tier::Minilm, None) => calibrate(&labeler, &mine, job, &options)?,
-        }
-        let reporter = Reporter::start(
-            "label",
-            "docs",
-            mine.len(),
-            counter.clone(),
-            job.progress_interval,
-        );
-        let (mut labeled, mut skipped, mut docs, mut failed) = (0, 0, 0u64, Vec::new());
-        for (i, file) in mine.iter().enumerate() {
-            match label_file(&labeler, &ours, file, job, chunk, &counter).await {
-                Ok(Outcome::Labeled { rows }) => {
-                    labeled += 1;
-                    docs += rows;
-                    reporter.file_done(i + 1, &file.rel, Some(rows));
-                }
-                Ok(Outcome::AlreadyDone) => {
-                    skipped += 1;
-                    reporter.file_done(i + 1, &file.rel, None);
-                }
-                Err(e) => {
-                    reporter.failed(&e);
-                    failed.push(e);
-                }
-            }
-        }
-        reporter.finish();
-        Ok::<_, LabelJobError>((labeled, skipped, docs, failed))
+        let run = Run {
+            job: "label",
+            unit: "docs",
+            shard: job.shard,
+            progress_interval: job.progress_interval,
+        };
+        runner::run(&run, &step, &all)
+            .await
+            .map_err(LabelJobError::Marker)
     })??;
+    let Ran {
+        processed: labeled,
+        skipped,
+        count: docs,
+        failed,
+        ..
+    } = ran;
     if !failed.is_empty() {
         return Err(LabelJobError::Failed(failed));
     }
@@ -225,17 +176,45 @@ pub fn run(job: &LabelJob) -> Result<LabelSummary, LabelJobError> {
     })
 }
 
-/// Batching for offline jobs: no waiting for stragglers, a queue that holds every chunk in
-/// flight.
-pub fn offline_batching(sessions: usize, chunk: usize, in_flight: usize) -> BatchConfig {
-    BatchConfig {
-        max_batch_tokens: 8192,
-        max_batch_docs: 32,
-        max_wait: Duration::from_millis(2),
-        max_queue_docs: chunk * in_flight,
-        workers: sessions.max(1),
-        min_window_docs: chunk,
-    }
+/// The labeling core for this task: the one tier asked for, batches shaped for chunks of
+/// `chunk` documents, and (minilm, no `--max-batch-docs`) the batch size measured on the
+/// shard's first documents, remembered in `out/calibration/` for the array's other tasks.
+fn core_config(job: &LabelJob, files: &[&InputFile], chunk: usize) -> CoreConfig {
+    let measure = job.tier == Tier::Minilm && job.max_batch_docs.is_none();
+    let texts = if measure {
+        let fields = Fields {
+            carry: Vec::new(),
+            ..job.fields.clone()
+        };
+        files
+            .iter()
+            .filter_map(|f| Reader::open(&f.path, "calibration", &fields).ok())
+            .flat_map(|r| r.map_while(Result::ok).map(|r| r.text))
+            .take(CALIBRATION_DOCS)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut runtime = job.runtime.clone();
+    // A corpus job has nothing else to run: ONNX Runtime's threads may spin.
+    runtime.spinning = runtime.spinning.or(Some(true));
+    let mut core = CoreConfig::serving(&job.bundle);
+    core.encoder = job.tier;
+    core.tiers = Tiers::One;
+    core.runtime = runtime;
+    core.encoder_sessions = job.encoder_sessions.max(1);
+    core.batching = Batching {
+        max_batch_docs: job.max_batch_docs,
+        ..Batching::offline(chunk, IN_FLIGHT)
+    };
+    core.calibration = Calibration::Texts {
+        texts,
+        remember: Some(job.out.join("calibration")),
+    };
+    // Nothing is looked up by content or id: no caches.
+    core.cache.texts = 0;
+    core.cache.ids = 0;
+    core
 }
 
 /// A carried field must not take a column name hermes writes, nor appear twice.
@@ -261,110 +240,62 @@ fn check_carry(carry: &[String], levels: usize) -> Result<(), LabelJobError> {
     Ok(())
 }
 
-/// Refuses, before any work, an `out` whose markers for these files another labeler wrote.
-fn check_markers(out: &Path, files: &[InputFile], ours: &Writer) -> Result<(), LabelJobError> {
-    for file in files {
-        let (_, done_path) = paths(out, &file.rel);
-        if let Some(done) = Done::read(&done_path).map_err(LabelJobError::Marker)? {
-            let found = Writer::of(&done);
-            if &found != ours {
-                return Err(LabelJobError::OtherLabeler {
-                    marker: done_path.display().to_string(),
-                    found: found.to_string(),
-                    ours: ours.to_string(),
-                });
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Documents of the shard's first readable input used to measure the best batch size.
 const CALIBRATION_DOCS: usize = 32;
 
-/// A batch shape measured for one kind of machine, kept in `out/calibration/` so that the
-/// other tasks of an array on the same kind of machine reuse it instead of paying the
-/// measurement (seconds to tens of seconds) each.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
-struct Measured {
-    /// What the measurement depends on: CPU model, cores, sessions, threads, bundle.
-    machine: String,
-    best: usize,
-    padding: f64,
+/// One input file → its codes file, through the labeling core.
+struct LabelStep<'a> {
+    labeler: Labeler,
+    ours: Writer,
+    job: &'a LabelJob,
+    chunk: usize,
 }
 
-/// The kind of machine a measurement holds for.
-fn machine_key(labeler: &Labeler, options: &crate::bundle::LoadOptions) -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    format!(
-        "{cpu}; {cores} cores; {} sessions x {} threads; bundle {}",
-        options.sessions,
-        options.intra_threads,
-        labeler.model().fingerprint()
-    )
-}
+impl Step for LabelStep<'_> {
+    type File = InputFile;
+    type Marker = Done;
 
-/// Sets the batcher's batch shape to the one measured fastest on this kind of machine: from
-/// `out/calibration/` when another task measured it, else on real documents of this shard.
-fn calibrate(
-    labeler: &Labeler,
-    files: &[InputFile],
-    job: &LabelJob,
-    options: &crate::bundle::LoadOptions,
-) -> Result<(), LabelJobError> {
-    let machine = machine_key(labeler, options);
-    let digest = hex::encode(&sha2::Sha256::digest(machine.as_bytes())[..8]);
-    let path = job.out.join("calibration").join(format!("{digest}.json"));
-    let known = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|s| serde_json::from_str::<Measured>(&s).ok())
-        .filter(|m| m.machine == machine);
-    if let Some(m) = known {
-        tracing::info!(best = m.best, padding = m.padding, file = %path.display(), "batch shape measured earlier on this kind of machine");
-        labeler.batcher().set_batch_shape(m.best, m.padding);
-        return Ok(());
+    fn name(&self, file: &InputFile) -> String {
+        file.rel.display().to_string()
     }
-    let fields = Fields {
-        carry: Vec::new(),
-        ..job.fields.clone()
-    };
-    let texts: Vec<String> = files
-        .iter()
-        .filter_map(|f| Reader::open(&f.path, "calibration", &fields).ok())
-        .flat_map(|r| r.map_while(Result::ok).map(|r| r.text))
-        .take(CALIBRATION_DOCS)
-        .collect();
-    if texts.is_empty() {
-        return Ok(());
+
+    fn outputs(&self, file: &InputFile) -> Option<Outputs> {
+        let (data, marker) = paths(&self.job.out, &file.rel);
+        Some(Outputs { data, marker })
     }
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let rates = labeler.calibrate(&refs, 32)?;
-    let (best, padding) = crate::encoder::batch_shape(&rates);
-    let m = Measured {
-        machine,
-        best,
-        padding,
-    };
-    // Best effort: a task that cannot write it has still measured for itself.
-    let write = || -> std::io::Result<()> {
-        std::fs::create_dir_all(path.parent().expect("has a parent"))?;
-        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&m)?)?;
-        std::fs::rename(&tmp, &path)
-    };
-    if let Err(e) = write() {
-        tracing::warn!(file = %path.display(), error = %e, "could not keep the measured batch shape");
+
+    fn found(&self, done: &Done) -> Found {
+        let found = Writer::of(done);
+        if found == self.ours {
+            Found::Ours
+        } else {
+            Found::Foreign(format!(
+                "{}/done/{} was written by {found}, not by this run's {}: use another --out (codes of two labelers must not mix in one output)",
+                self.job.out.display(),
+                format_args!("{}.json", done.input),
+                self.ours
+            ))
+        }
     }
-    Ok(())
+
+    async fn process(
+        &self,
+        _index: usize,
+        file: &InputFile,
+        counter: &Counter,
+    ) -> Result<(Option<Done>, u64), String> {
+        let done = label_file(
+            &self.labeler,
+            &self.ours,
+            file,
+            self.job,
+            self.chunk,
+            counter,
+        )
+        .await?;
+        let rows = done.rows;
+        Ok((Some(done), rows))
+    }
 }
 
 async fn label_file(
@@ -374,18 +305,10 @@ async fn label_file(
     job: &LabelJob,
     chunk: usize,
     counter: &Counter,
-) -> Result<Outcome, String> {
+) -> Result<Done, String> {
     let model = labeler.model();
     let name = file.rel.display().to_string();
-    let (codes_path, done_path) = paths(&job.out, &file.rel);
-    if Done::read(&done_path)?.is_some() {
-        // `check_markers` has verified who wrote it.
-        if codes_path.is_file() {
-            return Ok(Outcome::AlreadyDone);
-        }
-        // The codes file went missing after it was done: label the input again.
-        let _ = std::fs::remove_file(&done_path);
-    }
+    let (codes_path, _) = paths(&job.out, &file.rel);
     let started = Instant::now();
     let chunks = read_chunks(file.path.clone(), name.clone(), job.fields.clone(), chunk);
     let levels = model.levels().to_vec();
@@ -461,7 +384,7 @@ async fn label_file(
         )?,
     };
     let rows = writer.finish()?;
-    Done {
+    Ok(Done {
         input: name.clone(),
         rows,
         seconds: started.elapsed().as_secs_f64(),
@@ -469,10 +392,7 @@ async fn label_file(
         weights: ours.weights.clone(),
         bundle: model.name().to_string(),
         fingerprint: ours.fingerprint.clone(),
-    }
-    .write(&done_path)
-    .map_err(|e| format!("{}: {e}", done_path.display()))?;
-    Ok(Outcome::Labeled { rows })
+    })
 }
 
 /// Each carried column's type: that of its first non-null value in `records`, else float64

@@ -5,18 +5,18 @@
 //! - [`mix`]: labeled codes + a spec → `plan.json`, `plan.svg`, `selection/`.
 //! - [`fit`] (with [`fit_static`]): a corpus → a verified bundle.
 //! - [`describe`]: labeled codes + their inputs → bucket cards and the atlas page.
-//! - [`consume`]: a Kafka topic or Redis stream → labeled records on another, at least once.
 //!
+//! [`runner`] is the per-file loop they share (shard, skip what is done, markers, failures);
 //! [`progress`] reports what a job has done (a bar on a terminal, log lines elsewhere);
 //! [`Shard`] says which part of the files a task of an array takes.
 
-pub mod consume;
 pub mod describe;
 pub mod fit;
 pub mod fit_static;
 pub mod label;
 pub mod mix;
 pub mod progress;
+pub mod runner;
 
 use std::sync::Arc;
 
@@ -39,6 +39,12 @@ pub struct Shard {
 impl Shard {
     /// The whole job in one task.
     pub const ALL: Shard = Shard { index: 0, count: 1 };
+
+    /// Whether file `i` of the sorted list is this task's (as datatrove splits: task I of N
+    /// takes files I, I+N, I+2N, …).
+    pub fn owns(&self, i: usize) -> bool {
+        i % self.count.max(1) == self.index
+    }
 
     /// From the flags, else the scheduler's environment.
     pub fn resolve(index: Option<usize>, count: Option<usize>) -> Result<Shard, String> {
@@ -65,8 +71,21 @@ pub fn embed_corpus(
     encoder: Arc<dyn Embedder>,
     texts: &[&str],
 ) -> std::io::Result<Result<Vec<f32>, crate::batch::BatchError>> {
-    let dim = encoder.dim();
-    let (batcher, workers) = Batcher::start(encoder, label::offline_batching(1, CHUNK, IN_FLIGHT));
+    let (batcher, workers) = Batcher::start(
+        encoder,
+        crate::batch::BatchConfig::offline(1, CHUNK, IN_FLIGHT),
+    );
+    let out = embed_with(&batcher, texts);
+    drop(workers);
+    out
+}
+
+/// [`embed_corpus`] through a batcher that is already running (the labeling core's).
+pub fn embed_with(
+    batcher: &Batcher,
+    texts: &[&str],
+) -> std::io::Result<Result<Vec<f32>, crate::batch::BatchError>> {
+    let dim = batcher.encoder().dim();
     let bar = progress_bar(texts.len() as u64, "embedding");
     let out = block_on(async {
         let mut out = Vec::with_capacity(texts.len() * dim);
@@ -84,7 +103,6 @@ pub fn embed_corpus(
         }
         Ok(out)
     })?;
-    drop(workers);
     bar.finish();
     Ok(out)
 }
@@ -100,4 +118,22 @@ pub fn progress_bar(len: u64, what: &str) -> ProgressBar {
         .progress_chars("=> "),
     );
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Shard;
+
+    #[test]
+    fn shards_partition_the_sorted_list() {
+        let tasks = |i| Shard { index: i, count: 3 };
+        let mut all: Vec<usize> = (0..3)
+            .flat_map(|t| (0..10).filter(move |&i| tasks(t).owns(i)))
+            .collect();
+        all.sort();
+        assert_eq!(all, (0..10).collect::<Vec<_>>());
+        let first: Vec<usize> = (0..10).filter(|&i| tasks(1).owns(i)).collect();
+        assert_eq!(first, [1, 4, 7]);
+        assert!((0..5).all(|i| Shard::ALL.owns(i)));
+    }
 }

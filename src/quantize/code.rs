@@ -1,5 +1,6 @@
 //! The label format of the contract: `code` (level indices), `label` (joined by `.`) and `cell`
-//! (one mixed-radix integer at the code's depth).
+//! (one mixed-radix integer at the code's depth); and a code prefix [`pack`]ed into one
+//! integer, the key buckets and groups are counted by (at most [`MAX_DEPTH`] levels).
 
 use serde::{Deserialize, Serialize};
 
@@ -20,8 +21,7 @@ impl Code {
 
     /// `"17.3.9"`.
     pub fn label(&self) -> String {
-        let parts: Vec<String> = self.0.iter().map(u32::to_string).collect();
-        parts.join(".")
+        label(&self.0)
     }
 
     /// Mixed-radix index of the code at its own depth: `c1·K2·K3 + c2·K3 + c3` at depth 3,
@@ -32,6 +32,22 @@ impl Code {
             .zip(levels)
             .fold(0u64, |acc, (&c, &k)| acc * k as u64 + u64::from(c))
     }
+}
+
+/// The label of a code or code prefix: its level indices joined by `.` (`"17.3.9"`).
+pub fn label<T: std::fmt::Display>(code: &[T]) -> String {
+    code.iter().map(T::to_string).collect::<Vec<_>>().join(".")
+}
+
+/// Most levels a [`pack`]ed prefix holds (16 bits a level in a u128).
+pub const MAX_DEPTH: usize = 8;
+
+/// A code prefix of at most [`MAX_DEPTH`] levels packed for hashing: 16 bits a level. The
+/// depth is not in the value (`[0, 1]` and `[1]` pack alike): prefixes of several depths are
+/// keyed by `(depth, pack)`.
+pub fn pack(code: &[u16]) -> u128 {
+    code.iter()
+        .fold(0u128, |acc, &c| (acc << 16) | u128::from(c))
 }
 
 /// Codebook sizes hermes can store: each in `2..=65,536` (indices are u16 in the codes files
@@ -88,5 +104,16 @@ mod tests {
         assert_eq!(code.truncate(2).cell(&levels), 17 * 64 + 3);
         assert_eq!(code.truncate(1).cell(&levels), 17);
         assert_eq!(Code(vec![63, 63, 31]).cell(&levels), 64 * 64 * 32 - 1);
+    }
+
+    #[test]
+    fn a_prefix_labels_and_packs_level_by_level() {
+        assert_eq!(label::<u16>(&[17, 3, 9]), "17.3.9");
+        assert_eq!(label::<u16>(&[]), "");
+        assert_eq!(pack(&[1, 2]), (1 << 16) | 2);
+        // The depth is not in the packed value: who mixes depths keys by (depth, pack).
+        assert_eq!(pack(&[0, 1]), pack(&[1]));
+        assert_ne!(pack(&[1, 0]), pack(&[0, 1]));
+        assert_eq!(pack(&[u16::MAX; MAX_DEPTH]), u128::MAX);
     }
 }

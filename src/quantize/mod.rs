@@ -9,13 +9,19 @@
 //! and `‖r_{l−1}‖²` is the same for every `k`, so one matrix product `z · [C_1; C_2; C_3]ᵀ`
 //! plus precomputed centroid norms and codebook cross inner products (look-up tables) decide
 //! every level. This is FAISS's `use_beam_LUT` idea for greedy search.
+//!
+//! Also what the rest of hermes shares about codes: their format ([`Code`], [`label`]), the
+//! packed prefix buckets are counted by ([`pack`], [`MAX_DEPTH`]) and the documented row key
+//! ([`key_hash`]).
 
 mod code;
+mod key;
 mod space;
 pub mod stats;
 mod transform;
 
-pub use code::{Code, check_levels};
+pub use code::{Code, MAX_DEPTH, check_levels, label, pack};
+pub use key::key_hash;
 pub use space::CodeSpace;
 pub use transform::Transform;
 

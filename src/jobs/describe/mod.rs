@@ -1,5 +1,6 @@
-//! The describe job (DESIGN.md "Bucket cards"): a labeled corpus and its inputs → `cards.json`
-//! and `atlas.html` under `out`.
+//! The describe job (docs/cards.md): a labeled corpus and its inputs → `cards.json` and
+//! `atlas.html` under `out`. It owns the scans, the task parts and their merge; the cards
+//! themselves (sampling, terms, the atlas page) are [`crate::cards`].
 //!
 //! The codes are small, so every task reads all of them to fix each bucket's sample (the
 //! `sample` rows of smallest `hash(seed, id)`) and exemplars (smallest `r_d`): the same rows
@@ -8,22 +9,23 @@
 //! found to `out/parts/task-I-of-N.jsonl`; `merge` (or a single task, itself) writes the cards.
 //! Memory: buckets × (sample + exemplars) rows, whatever the corpus.
 
-pub mod atlas;
-pub mod cards;
-
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
 use super::Shard;
 use super::mix::rows::{Columns, scan};
+use super::progress::Counter;
+use super::runner::{self, Found, Outputs, Run, Step};
+use crate::cards::{CardConfig, Cards, RowRef, Sampler, TERM_CHARS, atlas};
 use crate::corpus::codes::{code_levels, sync_dir, tmp_name};
-use crate::corpus::inputs::{expand, shard};
+use crate::corpus::inputs::{InputFile, expand};
 use crate::corpus::reader::{Fields, Reader};
-use cards::{CardConfig, Cards, RowRef, Sampler};
+use crate::quantize::{MAX_DEPTH, key_hash};
 
 /// What to describe.
 #[derive(Debug, Clone)]
@@ -133,14 +135,14 @@ pub fn run(job: &DescribeJob) -> Result<DescribeSummary, DescribeError> {
             "--sample 0 leaves no text for --terms".into(),
         ));
     }
-    let (files, marker) = super::mix::list_codes(std::slice::from_ref(&job.codes))
-        .map_err(|e| DescribeError::Codes(e.to_string()))?;
+    let (files, marker) = crate::corpus::codes::list(std::slice::from_ref(&job.codes))
+        .map_err(DescribeError::Codes)?;
     let levels = code_levels(&files[0].path).map_err(DescribeError::Codes)?;
-    if c.depth > levels.min(super::mix::plan::MAX_DEPTH) {
+    if c.depth > levels.min(MAX_DEPTH) {
         return Err(DescribeError::Args(format!(
             "--depth {} is outside 1..={}",
             c.depth,
-            levels.min(super::mix::plan::MAX_DEPTH)
+            levels.min(MAX_DEPTH)
         )));
     }
     let mut sampler = Sampler::new(*c);
@@ -185,7 +187,7 @@ pub fn run(job: &DescribeJob) -> Result<DescribeSummary, DescribeError> {
     let texts = if job.merge {
         read_parts(&job.out, &index)?
     } else {
-        let found = scan_inputs(job, &index, &wanted)?;
+        let found = scan_inputs(job, &index, &wanted, sampler.seed())?;
         if job.shard.count > 1 {
             write_part(job, &names, &found)?;
             return Ok(DescribeSummary {
@@ -233,55 +235,116 @@ pub fn write_cards(out: &Path, cards: &Cards) -> Result<PathBuf, DescribeError> 
 fn scan_inputs(
     job: &DescribeJob,
     index: &HashMap<&str, u32>,
-    wanted: &HashMap<u32, HashSet<u64>>,
+    wanted: &HashMap<u32, HashMap<u64, u64>>,
+    seed: u64,
 ) -> Result<HashMap<RowRef, String>, DescribeError> {
-    let all = expand(&job.inputs).map_err(DescribeError::Inputs)?;
-    let mine = shard(all, job.shard.index, job.shard.count);
-    let fields = Fields {
-        carry: Vec::new(),
-        ..job.fields.clone()
+    let all = expand(&job.inputs).map_err(|e| DescribeError::Inputs(e.to_string()))?;
+    let step = ScanStep {
+        job,
+        index,
+        wanted,
+        seed,
+        fields: Fields {
+            carry: Vec::new(),
+            ..job.fields.clone()
+        },
+        texts: Mutex::new(HashMap::new()),
     };
-    let mut texts = HashMap::new();
-    let counter = std::sync::Arc::new(super::progress::Counter::default());
-    let reporter = super::progress::Reporter::start(
-        "describe",
-        "rows",
-        mine.len(),
-        counter.clone(),
-        job.progress_interval,
-    );
-    let result = (|| {
-        for (n, input) in mine.iter().enumerate() {
-            let name = format!("{}.parquet", input.rel.display());
-            let Some(&f) = index.get(name.as_str()) else {
-                return Err(DescribeError::Inputs(format!(
-                    "{}: not in the codes at {} (was it labeled into another --out?)",
-                    input.path.display(),
-                    job.codes.display()
-                )));
-            };
-            let Some(rows) = wanted.get(&f) else {
-                reporter.file_done(n + 1, &input.rel, Some(0));
+    let run = Run {
+        job: "describe",
+        unit: "rows",
+        shard: job.shard,
+        progress_interval: job.progress_interval,
+    };
+    let ran = super::block_on(runner::run(&run, &step, &all))
+        .map_err(|e| DescribeError::Inputs(format!("start the async runtime: {e}")))?
+        .map_err(DescribeError::Inputs)?;
+    if !ran.failed.is_empty() {
+        return Err(DescribeError::Inputs(format!(
+            "{} input file(s) failed:\n  {}",
+            ran.failed.len(),
+            ran.failed.join("\n  ")
+        )));
+    }
+    Ok(step.texts.into_inner().expect("not poisoned"))
+}
+
+/// One input file → the texts of its rows that the cards want, each joined to its codes
+/// row by file and row and checked by id.
+struct ScanStep<'a> {
+    job: &'a DescribeJob,
+    index: &'a HashMap<&'a str, u32>,
+    wanted: &'a HashMap<u32, HashMap<u64, u64>>,
+    seed: u64,
+    fields: Fields,
+    texts: Mutex<HashMap<RowRef, String>>,
+}
+
+impl Step for ScanStep<'_> {
+    type File = InputFile;
+    type Marker = ();
+
+    fn name(&self, input: &InputFile) -> String {
+        input.rel.display().to_string()
+    }
+
+    /// The scan writes one part per task, not one output per file.
+    fn outputs(&self, _: &InputFile) -> Option<Outputs> {
+        None
+    }
+
+    fn found(&self, _: &()) -> Found {
+        Found::Stale
+    }
+
+    async fn process(
+        &self,
+        _: usize,
+        input: &InputFile,
+        counter: &Counter,
+    ) -> Result<(Option<()>, u64), String> {
+        let name = format!("{}.parquet", input.rel.display());
+        let Some(&f) = self.index.get(name.as_str()) else {
+            return Err(format!(
+                "{}: not in the codes at {} (was it labeled into another --out?)",
+                input.path.display(),
+                self.job.codes.display()
+            ));
+        };
+        let Some(rows) = self.wanted.get(&f) else {
+            return Ok((None, 0));
+        };
+        let reader = Reader::open(&input.path, &input.rel.display().to_string(), &self.fields)
+            .map_err(|e| e.to_string())?;
+        let mut read = 0;
+        let mut found = Vec::new();
+        for record in reader {
+            let record = record.map_err(|e| e.to_string())?;
+            read += 1;
+            let Some(&want) = rows.get(&record.row) else {
                 continue;
             };
-            let reader = Reader::open(&input.path, &input.rel.display().to_string(), &fields)
-                .map_err(|e| DescribeError::Inputs(e.to_string()))?;
-            let mut read = 0;
-            for record in reader {
-                let record = record.map_err(|e| DescribeError::Inputs(e.to_string()))?;
-                read += 1;
-                if rows.contains(&record.row) {
-                    let text: String = record.text.chars().take(cards::TERM_CHARS).collect();
-                    texts.insert((f, record.row), text);
-                }
+            // The join is by file and row; the id proves it is the row that was labeled
+            // (label names a row without an id `<file>:<row>`).
+            let id = record
+                .id
+                .clone()
+                .unwrap_or_else(|| format!("{}:{}", input.rel.display(), record.row));
+            if key_hash(self.seed, &id) != want {
+                return Err(format!(
+                    "{}: row {} has id {id:?}, which is not the id the codes hold for that row of codes/{name}: these are not the inputs {} was labeled from (files swapped or changed?)",
+                    input.path.display(),
+                    record.row,
+                    self.job.codes.display()
+                ));
             }
-            counter.add(read);
-            reporter.file_done(n + 1, &input.rel, Some(read));
+            let text: String = record.text.chars().take(TERM_CHARS).collect();
+            found.push(((f, record.row), text));
         }
-        Ok(())
-    })();
-    reporter.finish();
-    result.map(|()| texts)
+        counter.add(read);
+        self.texts.lock().expect("not poisoned").extend(found);
+        Ok((None, read))
+    }
 }
 
 fn part_name(shard: Shard) -> String {

@@ -29,9 +29,11 @@ use sha2::{Digest, Sha256};
 
 use super::Shard;
 use super::progress::{Counter, Reporter};
-use crate::corpus::codes::{Done, clear_stale, code_files, code_levels, sync_dir, tmp_name};
-use plan::{CodesFile, GroupCut, Line, Plan, Totals, pack, unhex};
-use rows::{Columns, key_hash, order_key, scan};
+use super::runner::{self, Found, Outputs, Run, Step};
+use crate::corpus::codes::{Done, clear_stale, code_levels, sync_dir, tmp_name};
+use crate::quantize::{MAX_DEPTH, key_hash, pack};
+use plan::{CodesFile, GroupCut, Line, Plan, Totals, unhex};
+use rows::{Columns, order_key, scan};
 pub use spec::Spec;
 
 /// What to mix and where.
@@ -111,13 +113,13 @@ pub fn run(job: &MixJob) -> Result<MixSummary, MixError> {
         message,
     };
     let spec = Spec::parse(&text).map_err(spec_err)?;
-    let (files, marker) = list_codes(&job.codes)?;
+    let (files, marker) = crate::corpus::codes::list(&job.codes).map_err(MixError::Codes)?;
     let levels = code_levels(&files[0].path).map_err(MixError::Codes)?;
     spec.check(levels).map_err(spec_err)?;
-    if spec.group_depth() > plan::MAX_DEPTH {
+    if spec.group_depth() > MAX_DEPTH {
         return Err(spec_err(format!(
             "mixtures read at most {} levels",
-            plan::MAX_DEPTH
+            MAX_DEPTH
         )));
     }
     for (what, col) in spec.columns() {
@@ -179,75 +181,6 @@ pub fn run(job: &MixJob) -> Result<MixSummary, MixError> {
     summary.rows_read = counter.get();
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
-}
-
-/// Every codes file of the `--codes` directories, sorted by name, and the marker all agree
-/// on; refuses files without a done marker and codes of different labelers.
-pub(crate) fn list_codes(dirs: &[PathBuf]) -> Result<(Vec<CodesFile>, Done), MixError> {
-    // Named by the sorted directory list, so the order of `--codes` changes nothing.
-    let mut dirs = dirs.to_vec();
-    dirs.sort();
-    dirs.dedup();
-    let dirs = &dirs[..];
-    let mut files = Vec::new();
-    let mut first: Option<(String, Done)> = None;
-    for (d, dir) in dirs.iter().enumerate() {
-        let found = code_files(dir).map_err(MixError::Codes)?;
-        for path in found {
-            let rel = path
-                .strip_prefix(dir.join("codes"))
-                .expect("code_files lists under codes/")
-                .to_path_buf();
-            let input = rel
-                .to_string_lossy()
-                .trim_end_matches(".parquet")
-                .to_string();
-            let marker_path = dir.join("done").join(format!("{input}.json"));
-            let done = Done::read(&marker_path)
-                .map_err(MixError::Codes)?
-                .ok_or_else(|| {
-                    MixError::Codes(format!(
-                        "{}: no done marker {}: the labeling of this file did not finish",
-                        path.display(),
-                        marker_path.display()
-                    ))
-                })?;
-            match &first {
-                None => first = Some((path.display().to_string(), done.clone())),
-                Some((at, f)) => {
-                    if (&f.fingerprint, f.encoder, &f.weights)
-                        != (&done.fingerprint, done.encoder, &done.weights)
-                    {
-                        return Err(MixError::Codes(format!(
-                            "{} was labeled by bundle {} with the {} encoder, {at} by bundle {} with the {} encoder: codes of different labelers are not comparable",
-                            path.display(),
-                            done.fingerprint,
-                            done.encoder,
-                            f.fingerprint,
-                            f.encoder
-                        )));
-                    }
-                }
-            }
-            let name = if dirs.len() == 1 {
-                rel.to_string_lossy().into_owned()
-            } else {
-                format!("{d}/{}", rel.to_string_lossy())
-            };
-            files.push(CodesFile { name, path });
-        }
-    }
-    let Some((_, marker)) = first else {
-        return Err(MixError::Codes(format!(
-            "no codes/*.parquet under {}",
-            dirs.iter()
-                .map(|d| d.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    };
-    files.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok((files, marker))
 }
 
 fn digest(bytes: &[u8]) -> String {
@@ -427,86 +360,102 @@ fn select(
         id: true,
         residuals: false,
     };
-    let Shard { index: task, count } = job.shard;
-    let mine: Vec<(usize, &CodesFile)> = files
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| i % count == task)
-        .collect();
-    summary.files = mine.len();
-    let reporter = Reporter::start(
-        "mix",
-        "rows",
-        mine.len(),
-        counter.clone(),
-        job.progress_interval,
-    );
-    let mut failed = Vec::new();
-    for (n, (fi, f)) in mine.iter().enumerate() {
-        let out = job.out.join("selection").join(&f.name);
-        let done_path = job.out.join("done").join(format!("{}.json", f.name));
-        let done: Option<SelectionDone> = std::fs::read_to_string(&done_path)
-            .ok()
-            .and_then(|s| serde_json::from_str(&s).ok());
-        if let Some(d) = done
-            && d.spec_digest == plan.spec_digest
-            && d.codes_digest == plan.codes_digest
-            && out.is_file()
-        {
-            summary.skipped += 1;
-            reporter.file_done(n + 1, Path::new(&f.name), None);
-            continue;
-        }
-        let started = Instant::now();
-        match select_file(f, *fi as u32, spec.seed, &cols, &index, &cuts, &out) {
-            Ok((rows, selected, copies)) => {
-                counter.add(rows);
-                let marker = SelectionDone {
-                    codes: f.name.clone(),
-                    rows,
-                    selected,
-                    copies,
-                    seconds: started.elapsed().as_secs_f64(),
-                    spec_digest: plan.spec_digest.clone(),
-                    codes_digest: plan.codes_digest.clone(),
-                };
-                if let Err(e) = write_marker(&done_path, &marker) {
-                    failed.push(format!("{}: {e}", done_path.display()));
-                    continue;
-                }
-                summary.selected_files += 1;
-                reporter.file_done(n + 1, Path::new(&f.name), Some(selected));
-            }
-            Err(e) => {
-                reporter.failed(&e);
-                failed.push(e);
-            }
-        }
-    }
-    reporter.finish();
-    if !failed.is_empty() {
-        return Err(MixError::Failed(failed));
+    let step = SelectStep {
+        out: &job.out,
+        plan,
+        seed: spec.seed,
+        cols,
+        index,
+        cuts,
+    };
+    let run = Run {
+        job: "mix",
+        unit: "rows",
+        shard: job.shard,
+        progress_interval: job.progress_interval,
+    };
+    let ran = super::block_on(runner::run(&run, &step, files))
+        .map_err(|e| MixError::Plan(format!("start the async runtime: {e}")))?
+        .map_err(MixError::Plan)?;
+    counter.add(ran.rows);
+    summary.files = ran.files;
+    summary.skipped = ran.skipped;
+    summary.selected_files = ran.processed;
+    if !ran.failed.is_empty() {
+        return Err(MixError::Failed(ran.failed));
     }
     Ok(())
 }
 
-fn write_marker(path: &Path, marker: &SelectionDone) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+/// One codes file → its selection, by the plan's cuts.
+struct SelectStep<'a> {
+    out: &'a Path,
+    plan: &'a Plan,
+    seed: u64,
+    cols: Columns,
+    index: std::collections::HashMap<u128, usize>,
+    cuts: Vec<Selecting>,
+}
+
+impl Step for SelectStep<'_> {
+    type File = CodesFile;
+    type Marker = SelectionDone;
+
+    fn name(&self, f: &CodesFile) -> String {
+        f.name.clone()
     }
-    clear_stale(path);
-    let tmp = tmp_name(path);
-    let file = std::fs::File::create(&tmp)?;
-    serde_json::to_writer_pretty(&file, marker)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    sync_dir(path)
+
+    fn outputs(&self, f: &CodesFile) -> Option<Outputs> {
+        Some(Outputs {
+            data: self.out.join("selection").join(&f.name),
+            marker: self.out.join("done").join(format!("{}.json", f.name)),
+        })
+    }
+
+    /// A selection is ours when it was made by this plan (spec and codes); `plan.json` has
+    /// already refused another plan, so an older marker is only redone.
+    fn found(&self, d: &SelectionDone) -> Found {
+        if d.spec_digest == self.plan.spec_digest && d.codes_digest == self.plan.codes_digest {
+            Found::Ours
+        } else {
+            Found::Stale
+        }
+    }
+
+    async fn process(
+        &self,
+        index: usize,
+        f: &CodesFile,
+        counter: &Counter,
+    ) -> Result<(Option<SelectionDone>, u64), String> {
+        let started = Instant::now();
+        let out = self.out.join("selection").join(&f.name);
+        let (rows, selected, copies) = select_file(
+            f,
+            index as u32,
+            self.seed,
+            &self.cols,
+            &self.index,
+            &self.cuts,
+            &out,
+        )?;
+        counter.add(rows);
+        let marker = SelectionDone {
+            codes: f.name.clone(),
+            rows,
+            selected,
+            copies,
+            seconds: started.elapsed().as_secs_f64(),
+            spec_digest: self.plan.spec_digest.clone(),
+            codes_digest: self.plan.codes_digest.clone(),
+        };
+        Ok((Some(marker), selected))
+    }
 }
 
 /// Rows of the selection buffered before a write.
 const WRITE_BATCH: usize = 65_536;
 
-/// Selects from one codes file; returns rows read, rows selected and copies.
 fn select_file(
     f: &CodesFile,
     fi: u32,

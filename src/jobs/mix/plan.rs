@@ -3,24 +3,16 @@
 //! what `plan.json` holds and what every selection task reuses.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use super::cut::{Cut, Search};
 use super::quota::{EPS, capped, coverage, largest_remainder, proportional, shares, whole};
-use super::rows::{Columns, LAST, OrderKey, key_hash, order_key, scan};
+use super::rows::{Columns, LAST, OrderKey, order_key, scan};
 use super::spec::{Method, Rule, Spec};
+use crate::quantize::{key_hash, label, pack};
 
-/// One codes file of the mixture, in the sorted list every task sees.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct CodesFile {
-    /// How the plan and the selection name it: its path under `codes/`, prefixed by the
-    /// index of its `--codes` directory when there are several.
-    pub name: String,
-    #[serde(skip)]
-    pub path: PathBuf,
-}
+pub use crate::corpus::codes::CodesFile;
 
 /// A group's or bucket's line in the plan.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -94,22 +86,6 @@ pub struct Plan {
     pub short: bool,
     pub buckets: Vec<Line>,
     pub groups: Vec<GroupCut>,
-}
-
-/// Most levels a mixture reads (group prefixes are packed into a u128).
-pub const MAX_DEPTH: usize = 8;
-
-/// A code prefix packed for hashing: 16 bits a level.
-pub fn pack(code: &[u16]) -> u128 {
-    code.iter()
-        .fold(0u128, |acc, &c| (acc << 16) | u128::from(c))
-}
-
-pub fn label(code: &[u16]) -> String {
-    code.iter()
-        .map(u16::to_string)
-        .collect::<Vec<_>>()
-        .join(".")
 }
 
 /// Running counts of one group during the passes.

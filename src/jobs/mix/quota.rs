@@ -27,8 +27,24 @@ pub fn shares(
             .map(|&x| if total > 0.0 { x / total } else { 0.0 })
             .collect(),
         Method::Temperature => {
-            let p: Vec<f64> = n.iter().map(|&x| x.powf(1.0 / temperature)).collect();
-            let sum: f64 = p.iter().sum();
+            let mut p: Vec<f64> = n.iter().map(|&x| x.powf(1.0 / temperature)).collect();
+            let mut sum: f64 = p.iter().sum();
+            if !sum.is_finite() {
+                // A small temperature overflows n^(1/T): the same ratios in log space,
+                // scaled by the largest, n_b^(1/T) / max n^(1/T) = exp((ln n_b − ln max n) / T).
+                let max = n.iter().copied().fold(0.0, f64::max);
+                p = n
+                    .iter()
+                    .map(|&x| {
+                        if x > 0.0 {
+                            ((x / max).ln() / temperature).exp()
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
+                sum = p.iter().sum();
+            }
             p.iter()
                 .map(|&x| if sum > 0.0 { x / sum } else { 0.0 })
                 .collect()
@@ -184,6 +200,21 @@ pub fn proportional(quota: f64, n: &[f64], docs: bool) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tiny_temperature_gives_finite_shares_not_nulls() {
+        // 1000^(1/0.005) overflows f64; the shares are still the limit: all on the largest.
+        let n = [1000.0, 999.0, 10.0, 0.0];
+        let w = shares(Method::Temperature, &n, 0.005, &[], 100.0, 1.0);
+        assert!(w.iter().all(|x| x.is_finite()), "{w:?}");
+        assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-12, "{w:?}");
+        // (999/1000)^200 = 0.8186: the runner-up keeps its ratio to the largest.
+        assert!((w[1] / w[0] - (0.999f64).powf(200.0)).abs() < 1e-9, "{w:?}");
+        assert_eq!(w[3], 0.0);
+        // Where nothing overflows the shares are n^(1/T) / Σ, as before.
+        let w = shares(Method::Temperature, &[4.0, 1.0], 2.0, &[], 10.0, 1.0);
+        assert_eq!(w, [2.0 / 3.0, 1.0 / 3.0]);
+    }
 
     #[test]
     fn unimax_fills_small_buckets_to_their_cap_first() {

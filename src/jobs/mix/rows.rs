@@ -1,6 +1,7 @@
 //! Reading the codes files for a mixture: one visitor call per row with what the rules need
 //! (its group prefix, size, quality, and its place in the candidate order), projected to those
-//! columns only. Also the documented row key and the order every rule uses.
+//! columns only. Also the order every rule uses (after quality, by the row key,
+//! [`crate::quantize::key_hash`]).
 
 use std::fs::File;
 use std::path::Path;
@@ -11,21 +12,9 @@ use arrow_array::types::{Float32Type, Float64Type, UInt64Type};
 use arrow_schema::DataType;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use sha2::{Digest, Sha256};
 
 /// Rows per record batch read.
 const BATCH: usize = 16_384;
-
-/// The documented 64-bit hash of `(seed, s)`: the first 8 bytes, big-endian, of
-/// `sha256(le_u64(seed) ‖ utf8(s))`. Row keys hash a row's `id`; stage-2 coverage breaks its
-/// ties by the hash of a sub-bucket's label. Stable across machines and versions.
-pub fn key_hash(seed: u64, s: &str) -> u64 {
-    let mut h = Sha256::new();
-    h.update(seed.to_le_bytes());
-    h.update(s.as_bytes());
-    let d = h.finalize();
-    u64::from_be_bytes(d[..8].try_into().expect("8 bytes"))
-}
 
 /// A row's place in the order of rule 5, as bytes compared left to right: quality descending
 /// (when the spec has one), then the row key, then the file (its index in the sorted file
@@ -232,21 +221,6 @@ pub fn scan(path: &Path, cols: &Columns, mut each: impl FnMut(RowView<'_>)) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_row_key_is_the_documented_sha256_prefix() {
-        // sha256(le_u64(0) ‖ "doc-1"), first 8 bytes big-endian (python: int.from_bytes(
-        // hashlib.sha256((0).to_bytes(8, "little") + b"doc-1").digest()[:8], "big")).
-        let mut h = Sha256::new();
-        h.update([0u8; 8]);
-        h.update(b"doc-1");
-        let d = h.finalize();
-        assert_eq!(
-            key_hash(0, "doc-1"),
-            u64::from_be_bytes(d[..8].try_into().unwrap())
-        );
-        assert_ne!(key_hash(1, "doc-1"), key_hash(0, "doc-1"));
-    }
 
     #[test]
     fn higher_quality_sorts_first_then_the_key() {

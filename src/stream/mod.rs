@@ -1,5 +1,5 @@
-//! The consume job (`hermes consume`, DESIGN.md "Streams"): documents from a Kafka topic or a
-//! Redis stream → the same labeler as `serve` → one output record each on the sink, bad
+//! The stream consumer (`hermes consume`, docs/streams.md), a long-running service beside
+//! `server/`: documents from a Kafka topic or a Redis stream → the same labeler as `serve` → one output record each on the sink, bad
 //! records on the dead-letter destination, and the input committed only after both are
 //! acknowledged (and, with `--store`, the code is stored): at least once.
 //!
@@ -25,7 +25,6 @@ pub mod kafka;
 mod offsets;
 pub mod record;
 pub mod redis;
-mod telemetry;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -40,24 +39,24 @@ pub use endpoint::{Endpoint, Role};
 use inflight::InFlight;
 use record::{Input, RecordRules};
 
-use crate::api::types::ModelRef;
-use crate::labeling::{Service, ServiceError};
-use crate::server::ServeConfig;
+use crate::labeling::{CoreConfig, Service, ServiceError, Tiers};
+use crate::ops::health::{self, Readiness};
+use record::ModelRef;
 
 /// Batches being labeled and written at once: enough to keep the encoder sessions busy while
 /// earlier batches wait for the broker's acknowledgement.
 pub const BATCHES_AT_ONCE: usize = 4;
 
-/// What to consume, where to write, and the labeler (a `serve` configuration: bundle,
-/// encoder, runtime, limits, store, caches).
+/// What to consume, where to write, and the labeling core (bundle, encoder, runtime,
+/// limits, store, caches: the same core `serve` builds).
 #[derive(Debug, Clone)]
 pub struct ConsumeJob {
     pub source: Endpoint,
     pub sink: Endpoint,
     /// `None`: the source's topic with `.dead-letter` appended, on the source's broker.
     pub dead_letter: Option<Endpoint>,
-    /// The labeler, as `serve` builds it; `labeler.encoder` is the tier used.
-    pub labeler: ServeConfig,
+    /// The labeling core; `core.encoder` is the one tier that runs.
+    pub core: CoreConfig,
     pub text_field: String,
     pub id_field: String,
     /// Depth of the codes written (default: the bundle's L).
@@ -85,8 +84,8 @@ pub struct ConsumeSummary {
 pub enum ConsumeError {
     #[error("{0}")]
     Config(String),
-    #[error("{0:#}")]
-    Load(anyhow::Error),
+    #[error(transparent)]
+    Load(#[from] crate::labeling::CoreError),
     #[error("source: {0}")]
     Source(String),
     #[error("sink: {0}")]
@@ -164,21 +163,24 @@ pub async fn run(
         .clone()
         .unwrap_or_else(|| job.source.dead_letter());
     check_endpoints(&job, &dead_letter)?;
-    let health = telemetry::Health::default();
+    let readiness = Readiness::default();
     let _metrics = match job.metrics {
-        Some(addr) => Some(telemetry::serve(addr, health.clone()).await?),
+        Some(addr) => Some(
+            health::serve(addr, readiness.clone())
+                .await
+                .map_err(ConsumeError::Metrics)?,
+        ),
         None => None,
     };
 
-    let mut labeler = job.labeler.clone();
-    labeler.limits.max_docs = job.batch_docs.max(1);
-    labeler.batching.max_queue_docs = labeler
+    let mut core = job.core.clone();
+    core.tiers = Tiers::One;
+    core.limits.max_docs = job.batch_docs.max(1);
+    core.batching.max_queue_docs = core
         .batching
         .max_queue_docs
         .max(job.max_in_flight + job.batch_docs);
-    let (service, workers) = crate::server::load_service(&labeler)
-        .await
-        .map_err(ConsumeError::Load)?;
+    let (service, workers) = crate::labeling::build(&core).await?.into_parts();
     let service = Arc::new(service);
     let tier = service.default_tier;
     let depth = service
@@ -187,11 +189,11 @@ pub async fn run(
 
     let stop = Arc::new(AtomicBool::new(false));
     {
-        let (stop, health) = (stop.clone(), health.clone());
+        let (stop, readiness) = (stop.clone(), readiness.clone());
         tokio::spawn(async move {
             shutdown.await;
             tracing::info!("shutdown requested: draining");
-            health.draining.store(true, Ordering::Release);
+            readiness.not_ready("draining");
             stop.store(true, Ordering::Release);
         });
     }
@@ -231,8 +233,8 @@ pub async fn run(
         rules: RecordRules {
             text_field: job.text_field.clone(),
             id_field: job.id_field.clone(),
-            max_text_chars: labeler.limits.max_text_chars,
-            max_id_chars: labeler.limits.max_id_chars,
+            max_text_chars: core.limits.max_text_chars,
+            max_id_chars: core.limits.max_id_chars,
         },
         source,
         sink,
@@ -241,12 +243,14 @@ pub async fn run(
         stop: stop.clone(),
         counts: Counts::default(),
     });
-    health.ready.store(true, Ordering::Release);
+    if !stop.load(Ordering::Acquire) {
+        readiness.ready();
+    }
     tracing::info!(source = %job.source, sink = %job.sink, dead_letter = %dead_letter,
         encoder = %pipeline.model.encoder, depth, "consuming");
 
     let failure = pump(&pipeline, rx, job.batch_docs.max(1)).await;
-    health.ready.store(false, Ordering::Release);
+    readiness.not_ready("draining");
     stop.store(true, Ordering::Release);
     let pipeline = Arc::into_inner(pipeline).expect("every batch task has ended");
     let finished = match pipeline.source {

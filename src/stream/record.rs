@@ -1,6 +1,6 @@
 //! One stream record in and out: [`Input`] (a fetched message and where it came from),
 //! [`parse`] (payload → document, or the reason it is a bad record), and the JSON of an
-//! output and of a dead letter (DESIGN.md, "Streams"). Pure functions: the brokers and the
+//! output and of a dead letter (docs/streams.md). Pure functions: the brokers and the
 //! labeler are elsewhere.
 
 use std::sync::Arc;
@@ -9,9 +9,9 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::api::types::{CodeOut, ModelRef};
 use crate::keyspace::StoredCode;
 use crate::labeling::Document;
+use crate::tier::Tier;
 
 /// A payload is cut to this many bytes in a dead letter: enough to see what was wrong with
 /// it, small enough that one poison record cannot make the dead letter itself too large.
@@ -156,11 +156,31 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
+/// Which bundle and tier labeled an output (the `model` object of `serve`'s answers).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ModelRef {
+    pub name: String,
+    pub fingerprint: String,
+    pub encoder: Tier,
+}
+
+impl ModelRef {
+    pub fn of(tier: &crate::labeling::TierService) -> Self {
+        let model = tier.labeler.model();
+        Self {
+            name: model.name().to_string(),
+            fingerprint: model.fingerprint().to_string(),
+            encoder: tier.labeler.tier(),
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct Output<'a> {
     id: &'a str,
-    #[serde(flatten)]
-    code: CodeOut,
+    code: Vec<u32>,
+    label: String,
+    cell: u64,
     truncated: bool,
     model: &'a ModelRef,
     source: &'a Coords,
@@ -176,9 +196,12 @@ pub fn output(
     model: &ModelRef,
     source: &Coords,
 ) -> Vec<u8> {
+    let at = code.code.truncate(depth);
     let out = Output {
         id,
-        code: CodeOut::at(&code.code, depth, levels),
+        label: at.label(),
+        cell: at.cell(levels),
+        code: at.0,
         truncated: code.truncated,
         model,
         source,

@@ -2,7 +2,7 @@
 //! shows the cards: depth-1 tiles sized by share with their top terms; choosing one shows its
 //! sub-buckets and exemplars; a box filters the tiles by term. The cards are embedded as JSON.
 
-use super::cards::Cards;
+use super::Cards;
 
 const TEMPLATE: &str = include_str!("atlas.html");
 

@@ -1,4 +1,4 @@
-//! The Prometheus recorder.
+//! The process-wide Prometheus recorder, shared by `serve` and `consume`.
 
 use std::sync::OnceLock;
 

@@ -1,93 +1,17 @@
-//! Bucket cards (DESIGN.md "Bucket cards"): the per-bucket sample and exemplars chosen while
-//! the codes are read ([`Sampler`]), then terms by class-based TF-IDF over the samples' texts
-//! and the cards themselves ([`Sampler::cards`]). Used by `hermes describe` over a labeled
-//! corpus and by `hermes fit` over its fitting sample.
+//! Choosing and describing the rows of each bucket: the per-bucket sample and exemplars
+//! chosen while the codes are read ([`Sampler`]), then terms by class-based TF-IDF over the
+//! samples' texts ([`words`], [`class_tfidf`]) and the cards themselves ([`Sampler::cards`]).
 
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
-use serde::{Deserialize, Serialize};
 use unicode_segmentation::UnicodeSegmentation;
 
-use crate::jobs::mix::plan::{label, pack};
-use crate::jobs::mix::rows::key_hash;
+use super::{Card, CardConfig, Cards, EXEMPLAR_CHARS, Exemplar, Term};
+use crate::quantize::{key_hash, label, pack};
 use crate::tier::Tier;
 
-/// Characters of an exemplar's text on its card.
-pub const EXEMPLAR_CHARS: usize = 300;
 /// Characters of a sampled text counted for its terms (bounds memory per sampled row).
 pub const TERM_CHARS: usize = 4000;
-
-/// One term of a card, with its c-TF-IDF score.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Term {
-    pub term: String,
-    pub score: f64,
-}
-
-/// A document shown on a card.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Exemplar {
-    pub id: String,
-    /// The first 300 characters of its text.
-    pub text: String,
-}
-
-/// What one bucket holds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[schema(example = json!({"label": "17", "depth": 1, "docs": 163, "share": 0.0162,
-    "share_of_parent": 0.0162, "terms": [{"term": "symphony", "score": 0.0123}],
-    "exemplars": [{"id": "4711", "text": "A symphony is an extended musical composition…"}],
-    "children": ["17.3", "17.40"]}))]
-pub struct Card {
-    pub label: String,
-    pub depth: usize,
-    pub docs: u64,
-    /// Of the whole corpus.
-    pub share: f64,
-    /// Of the parent bucket (at depth 1, of the corpus).
-    pub share_of_parent: f64,
-    /// Most distinctive terms first.
-    pub terms: Vec<Term>,
-    /// The documents nearest the bucket's centre (smallest `r_d`).
-    pub exemplars: Vec<Exemplar>,
-    /// Labels of its non-empty sub-buckets (empty at the deepest depth described).
-    pub children: Vec<String>,
-}
-
-/// `cards.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Cards {
-    pub fingerprint: String,
-    pub encoder: Tier,
-    pub docs: u64,
-    pub cards: Vec<Card>,
-}
-
-impl Cards {
-    pub fn at_depth(&self, depth: usize) -> impl Iterator<Item = &Card> {
-        self.cards.iter().filter(move |c| c.depth == depth)
-    }
-
-    pub fn get(&self, label: &str) -> Option<&Card> {
-        self.cards.iter().find(|c| c.label == label)
-    }
-
-    pub fn depth(&self) -> usize {
-        self.cards.iter().map(|c| c.depth).max().unwrap_or(0)
-    }
-}
-
-/// How many of what each card gets.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct CardConfig {
-    /// Cards for depths 1..=depth.
-    pub depth: usize,
-    /// Rows per bucket whose texts are read for its terms.
-    pub sample: usize,
-    pub terms: usize,
-    pub exemplars: usize,
-    pub seed: u64,
-}
 
 /// Where a row is: its codes file (index in the sorted list) and row.
 pub type RowRef = (u32, u64);
@@ -151,18 +75,24 @@ impl Sampler {
         }
     }
 
-    /// Every row whose text a card needs, by codes file.
-    pub fn wanted(&self) -> HashMap<u32, HashSet<u64>> {
-        let mut out: HashMap<u32, HashSet<u64>> = HashMap::new();
+    /// Every row whose text a card needs, by codes file, with the `hash(seed, id)` of the id
+    /// the codes hold for it: the scan of the inputs checks each row it joins by that.
+    pub fn wanted(&self) -> HashMap<u32, HashMap<u64, u64>> {
+        let mut out: HashMap<u32, HashMap<u64, u64>> = HashMap::new();
         for b in &self.buckets {
-            for (_, (f, r)) in &b.sample {
-                out.entry(*f).or_default().insert(*r);
+            for (hash, (f, r)) in &b.sample {
+                out.entry(*f).or_default().insert(*r, *hash);
             }
-            for (_, _, (f, r), _) in &b.near {
-                out.entry(*f).or_default().insert(*r);
+            for (_, hash, (f, r), _) in &b.near {
+                out.entry(*f).or_default().insert(*r, *hash);
             }
         }
         out
+    }
+
+    /// The seed of the row key the sample is drawn by.
+    pub fn seed(&self) -> u64 {
+        self.config.seed
     }
 
     /// The cards, given the texts of the rows [`Sampler::wanted`] named. A wanted row

@@ -1,0 +1,207 @@
+//! Where a labeled corpus's outputs go and how its readers find them again, as a user meets
+//! it: two inputs that would share an output are refused before any row is written, a
+//! corpus labeled from Parquet mixes and describes, and `describe` refuses inputs that are not
+//! the ones the codes were labeled from.
+
+mod common;
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
+use parquet::arrow::ArrowWriter;
+
+use common::{hermes, stderr};
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn two_roots_with_one_relative_name_are_refused_before_any_row_is_written() {
+    let base = tmp("collision");
+    let texts = common::wiki_texts(40);
+    for (k, sub) in ["a", "b"].iter().enumerate() {
+        let dir = base.join("two").join(sub);
+        std::fs::create_dir_all(&dir).unwrap();
+        let lines: String = texts[k * 20..(k + 1) * 20]
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                serde_json::json!({"id": format!("{sub}{i}"), "text": t}).to_string() + "\n"
+            })
+            .collect();
+        std::fs::write(dir.join("x.jsonl"), lines).unwrap();
+    }
+    let out = base.join("o");
+    let (a, b) = (base.join("two/a"), base.join("two/b"));
+    let o = hermes(&[
+        "label",
+        "--input",
+        s(&a),
+        s(&b),
+        "--out",
+        s(&out),
+        "--encoder",
+        "static",
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains(s(&a.join("x.jsonl"))), "{err}");
+    assert!(err.contains(s(&b.join("x.jsonl"))), "{err}");
+    assert!(!out.join("codes").exists(), "nothing may be written");
+    assert!(!out.join("done").exists(), "nothing may be written");
+    // An array task refuses it too, whichever files it would take.
+    let o = hermes(&[
+        "label",
+        "--input",
+        s(&a),
+        s(&b),
+        "--out",
+        s(&out),
+        "--encoder",
+        "static",
+        "--shard-index",
+        "1",
+        "--shard-count",
+        "2",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    // Their common parent keeps them apart: every row is labeled.
+    let o = hermes(&[
+        "label",
+        "--input",
+        s(&base.join("two")),
+        "--out",
+        s(&out),
+        "--encoder",
+        "static",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for sub in ["a", "b"] {
+        let done: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(out.join(format!("done/{sub}/x.jsonl.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(done["rows"], 20, "{sub}");
+    }
+}
+
+#[test]
+fn a_corpus_labeled_from_parquet_mixes_and_describes() {
+    let base = tmp("parquet-mix");
+    let texts = common::wiki_texts(300);
+    let input = base.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("text", DataType::Utf8, false),
+    ]));
+    let ids: Vec<String> = (0..texts.len()).map(|i| format!("p{i}")).collect();
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(ids.iter())),
+        Arc::new(StringArray::from_iter_values(texts.iter())),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), cols).unwrap();
+    let mut w =
+        ArrowWriter::try_new(File::create(input.join("n.parquet")).unwrap(), schema, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+
+    let codes = base.join("codes");
+    let o = hermes(&[
+        "label",
+        "--input",
+        s(&input),
+        "--out",
+        s(&codes),
+        "--encoder",
+        "static",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(codes.join("codes/n.parquet.parquet").is_file());
+    assert!(codes.join("done/n.parquet.json").is_file());
+
+    let spec = base.join("mix.toml");
+    std::fs::write(
+        &spec,
+        "seed = 0\ndepth = 1\nbudget = 100\nsize = \"docs\"\nmax_epochs = 1\n[stage1]\nmethod = \"natural\"\n",
+    )
+    .unwrap();
+    let mixed = base.join("mix");
+    let o = hermes(&[
+        "mix",
+        "--codes",
+        s(&codes),
+        "--spec",
+        s(&spec),
+        "--out",
+        s(&mixed),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(mixed.join("plan.json")).unwrap()).unwrap();
+    assert_eq!(
+        plan["totals"]["selected_size"].as_f64(),
+        Some(100.0),
+        "{plan}"
+    );
+    assert!(mixed.join("selection/n.parquet.parquet").is_file());
+
+    let cards = base.join("cards");
+    let o = hermes(&[
+        "describe",
+        "--codes",
+        s(&codes),
+        "--input",
+        s(&input),
+        "--out",
+        s(&cards),
+        "--depth",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let c: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cards.join("cards.json")).unwrap()).unwrap();
+    assert_eq!(c["docs"], 300, "{c}");
+}
+
+#[test]
+fn describe_refuses_inputs_that_are_not_the_labeled_ones() {
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("describe-swapped");
+    let (input, codes) = common::label_wiki(&base, 2, &[], |_, _| {});
+    // Swap the two inputs' contents: same names and row counts give or take one, other rows.
+    let (p0, p1) = (input.join("part-0.jsonl"), input.join("part-1.jsonl"));
+    let (t0, t1) = (std::fs::read(&p0).unwrap(), std::fs::read(&p1).unwrap());
+    std::fs::write(&p0, t1).unwrap();
+    std::fs::write(&p1, t0).unwrap();
+    let out = base.join("cards");
+    let o = hermes(&[
+        "describe",
+        "--codes",
+        s(&codes),
+        "--input",
+        s(&input),
+        "--out",
+        s(&out),
+        "--depth",
+        "1",
+    ]);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "swapped inputs were accepted");
+    assert!(
+        err.contains("part-0.jsonl") || err.contains("part-1.jsonl"),
+        "{err}"
+    );
+    assert!(err.contains("not the inputs"), "{err}");
+    assert!(!out.join("cards.json").exists());
+}
