@@ -43,4 +43,11 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+criterion_main!(benches, machine);
+
+/// Every figure with its machine: criterion prints the CPU line after the measurements.
+fn machine_line(_: &mut Criterion) {
+    println!("CPU: {}", support::cpu_line());
+}
+
+criterion_group!(machine, machine_line);

@@ -50,7 +50,8 @@ fn main() {
         );
     }
     println!(
-        "fit 100000x384 -> 128, levels 64/64/32: median {:.2}s over {runs} runs",
-        support::median(secs)
+        "fit 100000x384 -> 128, levels 64/64/32: median {:.2}s over {runs} runs ({})",
+        support::median(secs),
+        support::cpu_line()
     );
 }

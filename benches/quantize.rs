@@ -3,6 +3,8 @@
 //! transform output), plus the transform itself (384 → 128). The peer: the FAISS 1.15 reference
 //! at d = 384 (recorded in docs/performance.md). Run with `make bench-quantize`.
 
+mod support;
+
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use hermes::quantize::{ResidualQuantizer, Transform};
 use rand::{Rng, SeedableRng};
@@ -40,4 +42,11 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+criterion_main!(benches, machine);
+
+/// Every figure with its machine: criterion prints the CPU line after the measurements.
+fn machine_line(_: &mut Criterion) {
+    println!("CPU: {}", support::cpu_line());
+}
+
+criterion_group!(machine, machine_line);

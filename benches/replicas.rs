@@ -162,8 +162,11 @@ async fn main() {
 
 fn report(rows: &[Outcome]) -> String {
     let mut md = String::from(
-        "# hermes replicas behind haproxy, sharing Redis\n\n16 clients, 1 document per request, through haproxy (round robin).\n\n\
-         | replicas | docs/s | ids labeled | ids found through haproxy | GET/s (8 clients) | GET p99 ms |\n|---|---|---|---|---|---|\n",
+        "# hermes replicas behind haproxy, sharing Redis\n\n16 clients, 1 document per request, through haproxy (round robin).\n\n",
+    );
+    md.push_str(&format!("CPU: {}\n\n", support::cpu_line()));
+    md.push_str(
+        "| replicas | docs/s | ids labeled | ids found through haproxy | GET/s (8 clients) | GET p99 ms |\n|---|---|---|---|---|---|\n",
     );
     for o in rows {
         md.push_str(&format!(

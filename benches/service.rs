@@ -37,7 +37,7 @@ use support::{Server, histogram, metric_value, metrics_text, rss_kib};
 async fn main() {
     let cfg = Config::from_env();
     let texts = Arc::new(Texts::wiki_shuffled(7));
-    let machine = format!("{} cores, {}", support::cores(), support::cpu_model());
+    let machine = support::cpu_line();
     let started = Instant::now();
 
     let peers = measure_peers(&cfg, &texts).await;
