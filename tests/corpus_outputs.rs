@@ -205,3 +205,56 @@ fn describe_refuses_inputs_that_are_not_the_labeled_ones() {
     assert!(err.contains("not the inputs"), "{err}");
     assert!(!out.join("cards.json").exists());
 }
+
+#[test]
+fn stats_refuses_codes_of_two_labelers_and_mix_reports_its_overshoot() {
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("stats-two-labelers");
+    let (_, codes) = common::label_wiki(&base, 2, &[], |_, _| {});
+
+    // A byte budget over many depth-2 groups: each group keeps its crossing row (rule 5),
+    // and the plan says by how much the selection passes the quotas.
+    let spec = base.join("bytes.toml");
+    std::fs::write(
+        &spec,
+        "seed = 0\ndepth = 1\nbudget = 200000\nsize = \"bytes\"\nmax_epochs = 1\n[stage1]\nmethod = \"natural\"\n[stage2]\ndepth = 2\nrule = \"proportional\"\n",
+    )
+    .unwrap();
+    let mixed = base.join("mix");
+    let o = hermes(&[
+        "mix",
+        "--codes",
+        s(&codes),
+        "--spec",
+        s(&spec),
+        "--out",
+        s(&mixed),
+        "--plan-only",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(mixed.join("plan.json")).unwrap()).unwrap();
+    let t = &plan["totals"];
+    let (selected, quota, over) = (
+        t["selected_size"].as_f64().unwrap(),
+        t["quota"].as_f64().unwrap(),
+        t["overshoot"].as_f64().unwrap(),
+    );
+    assert!(over > 0.0, "{t}");
+    assert!((over - (selected - quota)).abs() < 1e-6, "{t}");
+    let svg = std::fs::read_to_string(mixed.join("plan.svg")).unwrap();
+    assert!(
+        svg.contains("of a budget of 200000 bytes"),
+        "the caption names the budget"
+    );
+
+    // One file's marker now says another tier wrote it: its buckets must not be summed.
+    let marker = codes.join("done/part-1.jsonl.json");
+    let mut done: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&marker).unwrap()).unwrap();
+    done["encoder"] = "minilm".into();
+    std::fs::write(&marker, done.to_string()).unwrap();
+    let o = hermes(&["stats", "--input", s(&codes)]);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "stats summed codes of two labelers");
+    assert!(err.contains("not comparable"), "{err}");
+}

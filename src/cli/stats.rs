@@ -3,18 +3,17 @@
 use anyhow::{Result, bail};
 
 use super::args::StatsArgs;
-use crate::corpus::codes::{code_files, code_levels, read_codes};
+use crate::corpus::codes::{code_levels, list, read_codes};
 use crate::eval::buckets::BucketCounter;
 use crate::eval::plot::plot_svg;
 
 pub fn run(args: StatsArgs) -> Result<()> {
-    let files = code_files(&args.input).map_err(anyhow::Error::msg)?;
-    if files.is_empty() {
-        bail!(
-            "{}: no codes/*.parquet (is it a `hermes label` --out?)",
-            args.input.display()
-        );
-    }
+    // The same listing as mix and describe: every file done, all by one labeler (codes of
+    // two bundles or tiers are not comparable, so their buckets must not be summed).
+    let (files, _) = list(std::slice::from_ref(&args.input)).map_err(|e| {
+        anyhow::anyhow!("{e} (is {} a `hermes label` --out?)", args.input.display())
+    })?;
+    let files: Vec<_> = files.into_iter().map(|f| f.path).collect();
     // Checked against the first file's footer, before any file is read.
     let levels = code_levels(&files[0]).map_err(anyhow::Error::msg)?;
     if let Some(d) = args.depth

@@ -291,7 +291,16 @@ fn dress(
         quota: parts.bucket_quotas.iter().sum(),
         selected_size: selected,
         shortfall: parts.shortfall,
+        overshoot: (selected - parts.bucket_quotas.iter().sum::<f64>()).max(0.0),
     };
+    if totals.overshoot > 0.0 {
+        tracing::warn!(
+            budget,
+            selected,
+            overshoot = totals.overshoot,
+            "the selection exceeds the quotas: each group keeps the row that crosses its quota (see plan.json totals.overshoot)"
+        );
+    }
     Plan {
         spec: spec.clone(),
         spec_digest,

@@ -67,6 +67,11 @@ pub struct Totals {
     /// `budget − quota`: what could not be placed under the epoch cap (0 when the mixture
     /// is whole).
     pub shortfall: f64,
+    /// `selected_size − quota` when positive: what rule 5's kept crossing rows add beyond the
+    /// quotas (each group with a quota may overshoot by up to one row's size; with a
+    /// token-sized budget and many small groups this can be a large share of the budget).
+    #[serde(default)]
+    pub overshoot: f64,
 }
 
 /// `plan.json`.

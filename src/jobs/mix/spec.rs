@@ -6,6 +6,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// A whole spec, as read.
+
+/// The largest budget a spec may ask for (2^53: every integer up to it is an exact f64).
+pub const MAX_BUDGET: f64 = 9_007_199_254_740_992.0;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
@@ -112,7 +115,14 @@ impl Spec {
             return Err(format!("depth = {} is outside 1..={levels}", self.depth));
         }
         if !self.budget.is_finite() || self.budget < 0.0 {
-            return Err(format!("budget = {} must be a number >= 0", self.budget));
+            return Err(format!("budget = {:e} must be a number >= 0", self.budget));
+        }
+        // Sizes and quotas are f64: past 2^53 a unit more or less cannot be represented.
+        if self.budget > MAX_BUDGET {
+            return Err(format!(
+                "budget = {:e} is above 2^53 ({MAX_BUDGET:e}), beyond what sizes can count exactly",
+                self.budget
+            ));
         }
         if self.by_docs() && self.budget.fract() != 0.0 {
             return Err(format!(
@@ -136,7 +146,12 @@ impl Spec {
                 return Err("stage1.method = \"temperature\" needs stage1.temperature".into());
             }
             (Method::Explicit, None, Some(w)) => {
-                if let Some((label, x)) = w.iter().find(|(_, x)| !x.is_finite() || **x < 0.0) {
+                if let Some((label, x)) = w.iter().find(|(_, x)| !x.is_finite()) {
+                    return Err(format!(
+                        "stage1.weights.\"{label}\" = {x} is not a finite number"
+                    ));
+                }
+                if let Some((label, x)) = w.iter().find(|(_, x)| **x < 0.0) {
                     return Err(format!("stage1.weights.\"{label}\" = {x} is negative"));
                 }
                 let sum: f64 = w.values().sum();
@@ -244,6 +259,7 @@ top = 0.3
             ),
             ("depth = 1\n", "depth = 4\n", "depth = 4 is outside 1..=3"),
             ("budget = 100", "budget = 10.5", "whole number"),
+            ("budget = 100", "budget = 1e300", "above 2^53"),
             ("max_epochs = 2", "max_epochs = 0", "max_epochs = 0"),
             ("temperature = 2.0", "temperature = -1.0", "must be > 0"),
         ] {
@@ -261,5 +277,10 @@ top = 0.3
         )
         .unwrap();
         assert!(s.check(3).unwrap_err().contains("negative"));
+        let s = Spec::parse(
+            "depth = 1\nbudget = 5\n[stage1]\nmethod = \"explicit\"\nweights = { \"1\" = nan }\n",
+        )
+        .unwrap();
+        assert!(s.check(3).unwrap_err().contains("not a finite number"));
     }
 }
