@@ -258,3 +258,121 @@ fn stats_refuses_codes_of_two_labelers_and_mix_reports_its_overshoot() {
     assert!(!o.status.success(), "stats summed codes of two labelers");
     assert!(err.contains("not comparable"), "{err}");
 }
+
+/// Peak RSS (VmHWM, KiB) of a child, polled until it exits.
+fn run_peak_kib(args: &[&str]) -> (std::process::ExitStatus, u64, String) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hermes"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    let status = loop {
+        if let Ok(s) = std::fs::read_to_string(&status_path)
+            && let Some(kib) = s
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        {
+            peak = peak.max(kib);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    (status, peak, err)
+}
+
+#[test]
+fn a_20_mb_document_is_cut_before_tokenization_and_labels_in_bounded_memory() {
+    let base = tmp("huge-doc");
+    let texts = common::wiki_texts(20);
+    // A 20 MB text of real words (the wiki texts repeated), then 19 ordinary documents.
+    let mut huge = String::new();
+    while huge.len() < 20 << 20 {
+        huge.push_str(&texts[0]);
+        huge.push(' ');
+    }
+    let small = base.join("small");
+    let big = base.join("big");
+    let cut = base.join("cut");
+    for d in [&small, &big, &cut] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let line = |id: &str, t: &str| serde_json::json!({"id": id, "text": t}).to_string() + "\n";
+    let rest: String = texts[1..]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| line(&format!("d{i}"), t))
+        .collect();
+    std::fs::write(small.join("x.jsonl"), line("h", &texts[0]) + &rest).unwrap();
+    std::fs::write(big.join("x.jsonl"), line("h", &huge) + &rest).unwrap();
+    let first: String = huge.chars().take(100_000).collect();
+    std::fs::write(cut.join("x.jsonl"), line("h", &first)).unwrap();
+
+    let label = |input: &Path, out: &str| {
+        let out = base.join(out);
+        let (status, peak, err) = run_peak_kib(&[
+            "label",
+            "--input",
+            s(input),
+            "--out",
+            s(&out),
+            "--encoder",
+            "static",
+        ]);
+        assert!(status.success(), "{err}");
+        (out, peak)
+    };
+    let (_, small_peak) = label(&small, "o-small");
+    let (big_out, big_peak) = label(&big, "o-big");
+    let (cut_out, _) = label(&cut, "o-cut");
+    // The line itself is read whole (20 MB, a few copies while parsed); tokenizing it whole
+    // took 2.5 GB. What is allowed beyond the small run: a few copies of the line.
+    let extra_mib = big_peak.saturating_sub(small_peak) / 1024;
+    assert!(
+        extra_mib < 200,
+        "a 20 MB line cost {extra_mib} MiB more than a small one ({big_peak} vs {small_peak} KiB)"
+    );
+    let row = |out: &Path| -> (Vec<u16>, bool, u32) {
+        let f = File::open(out.join("codes/x.jsonl.parquet")).unwrap();
+        let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+            .unwrap()
+            .build()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        use arrow_array::cast::AsArray;
+        let code = ["c1", "c2", "c3"]
+            .iter()
+            .map(|c| {
+                b.column_by_name(c)
+                    .unwrap()
+                    .as_primitive::<arrow_array::types::UInt16Type>()
+                    .value(0)
+            })
+            .collect();
+        let truncated = b.column_by_name("truncated").unwrap().as_boolean().value(0);
+        let bytes = b
+            .column_by_name("bytes")
+            .unwrap()
+            .as_primitive::<arrow_array::types::UInt32Type>()
+            .value(0);
+        (code, truncated, bytes)
+    };
+    let (code, truncated, bytes) = row(&big_out);
+    assert!(truncated, "a cut document is marked truncated");
+    assert_eq!(
+        bytes as usize,
+        huge.len(),
+        "bytes is the whole text's length"
+    );
+    // The code is the code of the text's first 100,000 characters.
+    assert_eq!(code, row(&cut_out).0);
+}

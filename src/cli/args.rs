@@ -194,6 +194,11 @@ pub struct LabelArgs {
     /// Documents read and labeled per chunk (bounds memory with 4 chunks in flight).
     #[arg(long, env = "HERMES_CHUNK_DOCS", default_value_t = 256)]
     pub chunk_docs: usize,
+    /// Characters of a document labeled at most: a longer text is cut as it is read, before
+    /// tokenization (its row is marked truncated; `bytes` keeps the whole length). The
+    /// encoders read at most 256–512 tokens, so only pathological texts change code.
+    #[arg(long, env = "HERMES_MAX_DOC_CHARS", default_value_t = 100_000)]
+    pub max_doc_chars: usize,
 }
 
 #[derive(Debug, Args)]

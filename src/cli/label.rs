@@ -19,6 +19,7 @@ pub fn run(args: LabelArgs) -> Result<()> {
         encoder_sessions: labeler.encoder_sessions,
         max_batch_docs: labeler.max_batch_docs(),
         chunk_docs: args.chunk_docs,
+        max_doc_chars: args.max_doc_chars.max(1),
         progress_interval: args.shard.progress_interval(),
     };
     let s = label(&job)?;

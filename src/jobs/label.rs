@@ -47,6 +47,9 @@ pub struct LabelJob {
     pub max_batch_docs: Option<usize>,
     /// Documents read and labeled per chunk (memory: `IN_FLIGHT` chunks).
     pub chunk_docs: usize,
+    /// Characters of a document labeled at most: a longer text is cut before tokenization
+    /// (and its row marked `truncated`), so one huge document costs bounded memory.
+    pub max_doc_chars: usize,
     /// Time between progress lines when stderr is not a terminal.
     pub progress_interval: Duration,
 }
@@ -310,7 +313,13 @@ async fn label_file(
     let name = file.rel.display().to_string();
     let (codes_path, _) = paths(&job.out, &file.rel);
     let started = Instant::now();
-    let chunks = read_chunks(file.path.clone(), name.clone(), job.fields.clone(), chunk);
+    let chunks = read_chunks(
+        file.path.clone(),
+        name.clone(),
+        job.fields.clone(),
+        chunk,
+        job.max_doc_chars,
+    );
     let levels = model.levels().to_vec();
     let mut labeled = std::pin::pin!(
         chunks
@@ -318,16 +327,20 @@ async fn label_file(
                 let labeler = labeler.clone();
                 let name = name.clone();
                 async move {
-                    let mut records = c.map_err(|e| e.to_string())?;
+                    let (mut records, sizes): (Vec<Record>, Vec<(usize, bool)>) =
+                        c.map_err(|e| e.to_string())?.into_iter().unzip();
                     let texts = records
                         .iter_mut()
                         .map(|r| std::mem::take(&mut r.text))
                         .collect::<Vec<_>>();
-                    let bytes: Vec<usize> = texts.iter().map(String::len).collect();
-                    let labels = labeler
+                    let (bytes, cut): (Vec<usize>, Vec<bool>) = sizes.into_iter().unzip();
+                    let mut labels = labeler
                         .label(texts)
                         .await
                         .map_err(|e| format!("{name}: rows {}..: {e}", records[0].row))?;
+                    for (l, cut) in labels.iter_mut().zip(cut) {
+                        l.truncated |= cut;
+                    }
                     Ok::<_, String>((records, bytes, labels))
                 }
             })
@@ -395,6 +408,21 @@ async fn label_file(
     })
 }
 
+/// Cuts `text` to at most `max` characters, on a character boundary; true when it did.
+fn cut_chars(text: &mut String, max: usize) -> bool {
+    if text.len() <= max {
+        return false;
+    }
+    match text.char_indices().nth(max) {
+        Some((at, _)) => {
+            text.truncate(at);
+            text.shrink_to_fit();
+            true
+        }
+        None => false,
+    }
+}
+
 /// Each carried column's type: that of its first non-null value in `records`, else float64
 /// (scores and token counts, what carried fields are for). A later row of another type is
 /// an error naming it.
@@ -412,13 +440,19 @@ fn carried_types(carry: &[String], records: &[Record]) -> Vec<(String, CarriedTy
         .collect()
 }
 
-/// Reads `path` on a blocking thread and yields chunks of records; an error ends the stream.
+/// A record as read, with its text's whole UTF-8 length and whether the text was cut.
+type Sized = (Record, (usize, bool));
+
+/// Reads `path` on a blocking thread and yields chunks of records, each text cut to
+/// `max_chars` as it is read (so a chunk never holds more than that per document); an error
+/// ends the stream.
 fn read_chunks(
     path: PathBuf,
     name: String,
     fields: Fields,
     chunk: usize,
-) -> impl futures::Stream<Item = Result<Vec<Record>, ReadError>> {
+    max_chars: usize,
+) -> impl futures::Stream<Item = Result<Vec<Sized>, ReadError>> {
     let (tx, rx) = tokio::sync::mpsc::channel(IN_FLIGHT);
     tokio::task::spawn_blocking(move || {
         let reader = match Reader::open(&path, &name, &fields) {
@@ -431,8 +465,10 @@ fn read_chunks(
         let mut batch = Vec::with_capacity(chunk);
         for record in reader {
             match record {
-                Ok(r) => {
-                    batch.push(r);
+                Ok(mut r) => {
+                    let bytes = r.text.len();
+                    let cut = cut_chars(&mut r.text, max_chars);
+                    batch.push((r, (bytes, cut)));
                     if batch.len() == chunk
                         && tx.blocking_send(Ok(std::mem::take(&mut batch))).is_err()
                     {
