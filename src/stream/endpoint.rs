@@ -42,6 +42,15 @@ pub struct RedisEndpoint {
     pub claim_idle: Duration,
 }
 
+impl RedisEndpoint {
+    /// `host:port` (without credentials) and the database number of the server.
+    pub fn address(&self) -> (&str, &str) {
+        let rest = self.server.trim_start_matches("redis://");
+        let rest = rest.rsplit('@').next().unwrap_or(rest);
+        rest.rsplit_once('/').unwrap_or((rest, "0"))
+    }
+}
+
 /// The default of `claim-idle-ms`: long enough that a live consumer's slowest batch is never
 /// taken from it, short enough that a dead consumer's entries move on within a minute.
 pub const CLAIM_IDLE: Duration = Duration::from_secs(60);
@@ -101,6 +110,9 @@ impl Endpoint {
                 if brokers.is_empty() {
                     return Err(format!("{:?}: no broker address", redact(url)));
                 }
+                for broker in brokers.split(',') {
+                    check_host_port(url, broker, true)?;
+                }
                 if let Some((k, _)) = params.iter().find(|(k, _)| !k.contains('.')) {
                     return Err(format!(
                         "{:?}: unknown option {k:?} (kafka takes group= and librdkafka properties such as session.timeout.ms=)",
@@ -126,6 +138,7 @@ impl Endpoint {
                     ));
                 }
                 check_name(url, "stream", stream)?;
+                check_host_port(url, host.rsplit('@').next().unwrap_or(host), false)?;
                 let consumer = take(&mut params, "consumer");
                 let claim_idle = match take(&mut params, "claim-idle-ms") {
                     None => CLAIM_IDLE,
@@ -194,6 +207,46 @@ impl std::fmt::Display for Endpoint {
     }
 }
 
+/// `HOST:PORT` with a port a server can listen on (1..=65535); Redis may omit the port
+/// (6379). Checked when the flags are read, before the model loads, so a typo costs nothing.
+fn check_host_port(url: &str, hp: &str, port_required: bool) -> Result<(), String> {
+    let bad = |why: String| Err(format!("{:?}: {why}", redact(url)));
+    let (host, port) = match hp.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || hp.starts_with('[') => (h, Some(p)),
+        _ => (hp, None),
+    };
+    if host.is_empty() {
+        return bad(format!("{hp:?} has no host"));
+    }
+    match port {
+        None if port_required => bad(format!("{hp:?} has no port (HOST:PORT)")),
+        None => Ok(()),
+        Some(p) => match p.parse::<u16>() {
+            Ok(0) => bad(format!("port 0 in {hp:?}: no broker listens on port 0")),
+            Ok(_) => Ok(()),
+            Err(_) => bad(format!("{p:?} in {hp:?} is not a port (1..=65535)")),
+        },
+    }
+}
+
+/// Whether two `host:port` lists name a common server: equal strings, or host names that
+/// resolve to a common address with the same port (`localhost:6379` is `127.0.0.1:6379`).
+pub fn same_servers(a: &str, b: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    let resolve = |list: &str| -> Vec<std::net::SocketAddr> {
+        list.split(',')
+            .filter_map(|hp| hp.to_socket_addrs().ok())
+            .flatten()
+            .collect()
+    };
+    let (la, lb): (Vec<&str>, Vec<&str>) = (a.split(',').collect(), b.split(',').collect());
+    if la.iter().any(|x| lb.contains(x)) {
+        return true;
+    }
+    let (ra, rb) = (resolve(a), resolve(b));
+    ra.iter().any(|x| rb.contains(x))
+}
+
 fn check_name(url: &str, what: &str, name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err(format!("{:?}: the {what} name is empty", redact(url)));
@@ -212,6 +265,35 @@ fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ports_are_checked_when_the_flags_are_read() {
+        for (url, want) in [
+            ("kafka://localhost:0/docs", "port 0"),
+            ("kafka://localhost:99999/docs", "not a port"),
+            ("kafka://localhost/docs", "no port"),
+            ("redis://127.0.0.1:0/0/docs", "port 0"),
+            ("redis://127.0.0.1:99999/0/docs", "not a port"),
+        ] {
+            let err = Endpoint::parse(url, Role::Sink).unwrap_err();
+            assert!(err.contains(want), "{url}: {err}");
+        }
+        assert!(Endpoint::parse("redis://127.0.0.1/0/docs", Role::Sink).is_ok());
+        assert!(Endpoint::parse("kafka://[::1]:9092/docs", Role::Sink).is_ok());
+    }
+
+    #[test]
+    fn one_server_under_two_names_is_the_same_place() {
+        assert!(same_servers("localhost:6379", "127.0.0.1:6379"));
+        assert!(same_servers("a:1,localhost:9092", "127.0.0.1:9092"));
+        assert!(!same_servers("localhost:6379", "127.0.0.1:6380"));
+        let Endpoint::Redis(r) =
+            Endpoint::parse("redis://:pw@localhost:6379/2/s", Role::Sink).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(r.address(), ("localhost:6379", "2"));
+    }
 
     #[test]
     fn a_kafka_source_takes_brokers_topic_group_and_librdkafka_properties() {

@@ -173,6 +173,28 @@ pub async fn run(
         None => None,
     };
 
+    // The sinks first: a broker that refuses them stops the job before the model loads and
+    // before it joins the group.
+    // Errors name the flag (the default dead letter inherits the source's properties).
+    let named = |flag: &str, e: &Endpoint, err: ConsumeError| {
+        let inner = match err {
+            ConsumeError::Sink(m) | ConsumeError::Source(m) => m,
+            other => other.to_string(),
+        };
+        ConsumeError::Config(format!("{flag} {e}: {inner}"))
+    };
+    let sink = Sink::open(&job.sink)
+        .await
+        .map_err(|err| named("--sink", &job.sink, err))?;
+    let dead_flag = if job.dead_letter.is_some() {
+        "--dead-letter"
+    } else {
+        "--dead-letter (default, from --source)"
+    };
+    let dead = Sink::open(&dead_letter)
+        .await
+        .map_err(|err| named(dead_flag, &dead_letter, err))?;
+
     let mut core = job.core.clone();
     core.tiers = Tiers::One;
     core.limits.max_docs = job.batch_docs.max(1);
@@ -197,9 +219,6 @@ pub async fn run(
             stop.store(true, Ordering::Release);
         });
     }
-    // The sinks first: a broker that refuses them stops the job before it joins the group.
-    let sink = Sink::open(&job.sink).await?;
-    let dead = Sink::open(&dead_letter).await?;
     let in_flight = Arc::new(InFlight::new(job.max_in_flight));
     let (tx, rx) = mpsc::channel(job.max_in_flight.max(1));
     let source = match &job.source {
@@ -290,10 +309,23 @@ fn check_endpoints(job: &ConsumeJob, dead_letter: &Endpoint) -> Result<(), Consu
     Ok(())
 }
 
+/// Whether two endpoints are one topic or stream, whatever names their servers go by.
 fn same_place(a: &Endpoint, b: &Endpoint) -> bool {
     match (a, b) {
-        (Endpoint::Kafka(a), Endpoint::Kafka(b)) => a.brokers == b.brokers && a.topic == b.topic,
-        (Endpoint::Redis(a), Endpoint::Redis(b)) => a.server == b.server && a.stream == b.stream,
+        (Endpoint::Kafka(a), Endpoint::Kafka(b)) => {
+            a.topic == b.topic && endpoint::same_servers(&a.brokers, &b.brokers)
+        }
+        (Endpoint::Redis(a), Endpoint::Redis(b)) => {
+            let ((ha, da), (hb, db)) = (a.address(), b.address());
+            let port = |h: &str| {
+                if h.contains(':') {
+                    h.to_string()
+                } else {
+                    format!("{h}:6379")
+                }
+            };
+            a.stream == b.stream && da == db && endpoint::same_servers(&port(ha), &port(hb))
+        }
         _ => false,
     }
 }

@@ -62,6 +62,11 @@ where
                 if stop.load(Ordering::Acquire) {
                     return None;
                 }
+                // A key of the wrong type stays wrong: retrying would stall the stream forever.
+                if e.contains("WRONGTYPE") {
+                    tracing::error!(error = %e, "{what}: not retried");
+                    return None;
+                }
                 tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "{what}");
                 metrics::counter!("hermes_consume_retries_total", "what" => what.to_string())
                     .increment(1);
@@ -383,10 +388,23 @@ pub struct Sink {
 
 impl Sink {
     pub async fn open(e: &RedisEndpoint) -> Result<Self, ConsumeError> {
+        let mut conn = connect(&e.server, TIMEOUT)
+            .await
+            .map_err(ConsumeError::Sink)?;
+        // A key of another type would refuse every XADD (WRONGTYPE): say so at once.
+        let kind: String = redis::cmd("TYPE")
+            .arg(&e.stream)
+            .query_async(&mut conn)
+            .await
+            .map_err(|err| ConsumeError::Sink(err.to_string()))?;
+        if kind != "stream" && kind != "none" {
+            return Err(ConsumeError::Sink(format!(
+                "the key {:?} holds a {kind}, not a stream",
+                e.stream
+            )));
+        }
         Ok(Self {
-            conn: connect(&e.server, TIMEOUT)
-                .await
-                .map_err(ConsumeError::Sink)?,
+            conn,
             stream: e.stream.clone(),
         })
     }
@@ -416,7 +434,7 @@ impl Sink {
         .await
         .ok_or_else(|| {
             ConsumeError::Sink(format!(
-                "stopped before XADD to {:?} succeeded",
+                "XADD to {:?} did not succeed before the stop or a fatal error (see the log)",
                 self.stream
             ))
         })
