@@ -1,4 +1,4 @@
-//! The mix job (DESIGN.md "Mixtures"): labeled codes + a spec → `plan.json`, `plan.svg` and
+//! The mix job (docs/mix.md): labeled codes + a spec → `plan.json`, `plan.svg` and
 //! `selection/<codes path>.parquet` (`id`, `row`, `copies`) with done markers.
 //!
 //! - [`spec`]: the TOML spec and its checks; [`quota`]: the arithmetic of rules 2 to 4;

@@ -1,4 +1,4 @@
-//! The arithmetic of a mixture (DESIGN.md "Mixtures", rules 2 to 4), on numbers alone:
+//! The arithmetic of a mixture (docs/mix.md, rules 2 to 4), on numbers alone:
 //! stage-1 shares, quotas capped by the epoch limit with what caps remove handed on, the
 //! integer rounding for document counts, and the two stage-2 rules. Inputs are in code order
 //! (the order ties are broken in); nothing here reads a file.

@@ -1,14 +1,14 @@
-//! The mixture spec (`mix.toml`, DESIGN.md "Mixtures"): parsed with every unknown key refused
+//! The mixture spec (`mix.toml`, docs/mix.md): parsed with every unknown key refused
 //! by name, then checked against the codes (depths, columns, labels) before any pass.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// A whole spec, as read.
-
 /// The largest budget a spec may ask for (2^53: every integer up to it is an exact f64).
 pub const MAX_BUDGET: f64 = 9_007_199_254_740_992.0;
+
+/// A whole spec, as read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
