@@ -376,3 +376,59 @@ fn a_20_mb_document_is_cut_before_tokenization_and_labels_in_bounded_memory() {
     // The code is the code of the text's first 100,000 characters.
     assert_eq!(code, row(&cut_out).0);
 }
+
+#[test]
+fn carried_fields_name_the_input_when_they_go_wrong() {
+    let base = tmp("carry-errors");
+    let texts = common::wiki_texts(3);
+    let input = base.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let lines: String = [
+        serde_json::json!({"id": "a", "text": texts[0], "score": 0.5}),
+        serde_json::json!({"id": "b", "text": texts[1], "score": 0.7}),
+        serde_json::json!({"id": "c", "text": texts[2], "score": "high"}),
+    ]
+    .iter()
+    .map(|v| v.to_string() + "\n")
+    .collect();
+    let file = input.join("x.jsonl");
+    std::fs::write(&file, lines).unwrap();
+    // A type clash names the input file and its row, not the output being written.
+    let o = hermes(&[
+        "label",
+        "--input",
+        s(&input),
+        "--out",
+        s(&base.join("o1")),
+        "--encoder",
+        "static",
+        "--carry",
+        "score",
+        "--chunk-docs",
+        "2",
+    ]);
+    let err = stderr(&o);
+    assert!(!o.status.success());
+    assert!(
+        err.contains(&format!("{}: row 2: carried field `score`", s(&file))),
+        "{err}"
+    );
+    // A field no row has (a misspelt --carry) is labeled, with a warning naming it.
+    let o = hermes(&[
+        "label",
+        "--input",
+        s(&input),
+        "--out",
+        s(&base.join("o2")),
+        "--encoder",
+        "static",
+        "--carry",
+        "scroe",
+    ]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("no row has the carried field `scroe`"),
+        "{err}"
+    );
+}

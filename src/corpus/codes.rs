@@ -260,7 +260,7 @@ impl CodesWriter {
         for (c, (field, t)) in self.carry.iter().enumerate() {
             let mismatch = |r: &CodeRow| {
                 format!(
-                    "{name}: row {}: carried field `{field}` is not {} as in the rows before it",
+                    "row {}: carried field `{field}` is not {} as in the rows before it",
                     r.row,
                     t.name()
                 )

@@ -22,7 +22,7 @@ use super::{Shard, block_on};
 use crate::bundle::RuntimeConfig;
 use crate::corpus::codes::{CarriedType, CodeRow, CodesWriter, Done, paths, reserved_columns};
 use crate::corpus::inputs::{InputFile, InputsError, expand};
-use crate::corpus::reader::{Fields, ReadError, Reader, Record};
+use crate::corpus::reader::{Carried, Fields, ReadError, Reader, Record};
 use crate::labeling::{Batching, Calibration, CoreConfig, CoreError, Labeler, Tiers, build};
 use crate::tier::Tier;
 
@@ -347,6 +347,7 @@ async fn label_file(
             .buffered(IN_FLIGHT)
     );
     let mut writer: Option<CodesWriter> = None;
+    let mut present = vec![false; job.fields.carry.len()];
     while let Some(item) = labeled.next().await {
         let written = item.and_then(|(records, bytes, labels)| {
             if writer.is_none() {
@@ -374,7 +375,17 @@ async fn label_file(
                     })
                 })
                 .collect::<Result<Vec<_>, String>>()?;
-            writer.as_mut().expect("created above").write(&rows)?;
+            for r in &rows {
+                for (seen, value) in present.iter_mut().zip(&r.carried) {
+                    *seen |= !matches!(value, Carried::Null);
+                }
+            }
+            // Errors of a row name the input it came from, not the output being written.
+            writer
+                .as_mut()
+                .expect("created above")
+                .write(&rows)
+                .map_err(|e| format!("{}: {e}", file.path.display()))?;
             Ok(rows.len())
         });
         match written {
@@ -397,6 +408,15 @@ async fn label_file(
         )?,
     };
     let rows = writer.finish()?;
+    // A carried field no row has is most likely a misspelt --carry: its column is all null.
+    for (field, seen) in job.fields.carry.iter().zip(&present) {
+        if rows > 0 && !seen {
+            tracing::warn!(
+                "{}: no row has the carried field `{field}`: its column is all null (is --carry spelt as in the input?)",
+                file.path.display()
+            );
+        }
+    }
     Ok(Done {
         input: name.clone(),
         rows,
