@@ -333,18 +333,20 @@ fn the_atlas_renders_offline_and_answers_a_choice_and_a_filter() {
         })
         .count();
     let out = tempfile::tempdir().unwrap();
-    let status = Command::new("unshare")
-        .args([
-            "-n",
-            "bash",
-            &format!("{ROOT}/scripts/atlas_browser.sh"),
-            env!("CARGO_BIN_EXE_hermes"),
-        ])
-        .arg(out.path())
-        .args([chosen["label"].as_str().unwrap(), term])
-        .current_dir(ROOT)
-        .status()
-        .expect("run unshare");
+    // In a process group of its own: whatever the script leaves running dies with the group.
+    let status = common::Proc::run_group(
+        Command::new("unshare")
+            .args([
+                "-n",
+                "bash",
+                &format!("{ROOT}/scripts/atlas_browser.sh"),
+                env!("CARGO_BIN_EXE_hermes"),
+            ])
+            .arg(out.path())
+            .args([chosen["label"].as_str().unwrap(), term])
+            .current_dir(ROOT),
+    )
+    .expect("run unshare");
     let read = |f: &str| std::fs::read_to_string(out.path().join(f)).unwrap_or_default();
     assert!(
         status.success(),

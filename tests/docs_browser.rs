@@ -14,17 +14,19 @@ fn docs_page_renders_every_operation_offline() {
         "/usr/bin/chromium is missing: `make setup-test` installs Debian's chromium (needs root)"
     );
     let out = tempfile::tempdir().unwrap();
-    let status = Command::new("unshare")
-        .args([
-            "-n",
-            "bash",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/docs_browser.sh"),
-            env!("CARGO_BIN_EXE_hermes"),
-        ])
-        .arg(out.path())
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("run unshare (util-linux)");
+    // In a process group of its own: whatever the script leaves running dies with the group.
+    let status = common::Proc::run_group(
+        Command::new("unshare")
+            .args([
+                "-n",
+                "bash",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/docs_browser.sh"),
+                env!("CARGO_BIN_EXE_hermes"),
+            ])
+            .arg(out.path())
+            .current_dir(env!("CARGO_MANIFEST_DIR")),
+    )
+    .expect("run unshare (util-linux)");
     let read = |f: &str| std::fs::read_to_string(out.path().join(f)).unwrap_or_default();
     assert!(
         status.success(),

@@ -20,7 +20,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Value, json};
 
-use common::{Server, client};
+use common::{Proc, Server, client};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -162,21 +162,22 @@ async fn four_shards_label_every_document_once_with_the_services_codes_even_afte
     let (inp, outp) = (input.to_str().unwrap(), out.to_str().unwrap());
 
     // Shard 0 is killed with SIGKILL in the middle of its work, then run again.
-    let mut child = hermes(&[
-        "label",
-        "--input",
-        inp,
-        "--out",
-        outp,
-        "--shard-index",
-        "0",
-        "--shard-count",
-        "4",
-        "--chunk-docs",
-        "16",
-    ])
-    .stderr(std::process::Stdio::null())
-    .spawn()
+    let mut child = Proc::spawn(
+        hermes(&[
+            "label",
+            "--input",
+            inp,
+            "--out",
+            outp,
+            "--shard-index",
+            "0",
+            "--shard-count",
+            "4",
+            "--chunk-docs",
+            "16",
+        ])
+        .stderr(std::process::Stdio::null()),
+    )
     .unwrap();
     let deadline = Instant::now() + Duration::from_secs(300);
     let first_done = out.join("done/f0.jsonl.zst.json");
@@ -190,8 +191,7 @@ async fn four_shards_label_every_document_once_with_the_services_codes_even_afte
     }
     // Its second file is being written now.
     std::thread::sleep(Duration::from_millis(1500));
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill9();
     assert!(
         !out.join("done/part/f4.jsonl.zst.json").exists(),
         "the kill came too late to interrupt the second file"
@@ -426,16 +426,39 @@ fn bad_inputs_fail_by_name_and_row_and_leave_the_rest_intact() {
     );
 }
 
-/// Stops the test cluster however the test ends.
+/// Stops the test cluster however the test ends. slurmctld and slurmd daemonize (they leave
+/// the test's process group), so they are found by their pid files: `slurm_cluster.sh stop`
+/// sends SIGTERM (and stops munged if it started it); what is still there 10 s later gets
+/// SIGKILL.
 struct Cluster(PathBuf);
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        let pids: Vec<i32> = ["slurmctld.pid", "slurmd.pid"]
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(self.0.join(f)).ok())
+            .filter_map(|p| p.trim().parse().ok())
+            .collect();
         let _ = Command::new("bash")
             .args(["scripts/slurm_cluster.sh", "stop"])
             .arg(&self.0)
             .current_dir(ROOT)
             .status();
+        // A daemon's process, not a reused pid: its command line names the daemon.
+        let alive = |pid: i32| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("slurm"))
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pids.iter().any(|&p| alive(p)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for &pid in pids.iter().filter(|&&p| alive(p)) {
+            // SAFETY: plain system call, on a slurm daemon this test started.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
     }
 }
 
@@ -443,13 +466,14 @@ impl Drop for Cluster {
 fn the_sbatch_script_runs_as_a_four_task_slurm_array() {
     let tmp = tempfile::tempdir().unwrap();
     let slurm = tmp.path().join("slurm");
+    // Before the start, which may fail half-way with daemons up.
+    let _cluster = Cluster(slurm.clone());
     let start = Command::new("bash")
         .args(["scripts/slurm_cluster.sh", "start"])
         .arg(&slurm)
         .current_dir(ROOT)
         .output()
         .unwrap();
-    let _cluster = Cluster(slurm.clone());
     assert!(
         start.status.success(),
         "Slurm did not start: {}",

@@ -83,7 +83,7 @@ async fn overload_is_refused_fast_and_the_server_recovers() {
 
 #[tokio::test]
 async fn sigterm_answers_every_accepted_request() {
-    let s = Server::start(&["--cache-texts", "0"]).await;
+    let mut s = Server::start(&["--cache-texts", "0"]).await;
     let texts = wiki_texts(64);
     let mut tasks = Vec::new();
     for chunk in texts.chunks(8) {
@@ -111,7 +111,6 @@ async fn sigterm_answers_every_accepted_request() {
     }
     assert!(statuses.iter().all(|&st| st == 200), "{statuses:?}");
     // The process exits on its own, cleanly, in bounded time.
-    let mut s = s;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(status) = s.child.try_wait().unwrap() {

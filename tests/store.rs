@@ -87,8 +87,7 @@ async fn replicas_share_codes_that_survive_restarts_and_outages() {
 
     // A dies; B still answers.
     let mut a = a;
-    a.child.kill().unwrap();
-    a.child.wait().unwrap();
+    a.child.kill9();
     check(&lookup_all(&b, &ids[..500]).await, "B after A's death");
 
     // Redis restarts (AOF); a new replica C, with an empty L1, reads every code from it.

@@ -1,4 +1,5 @@
-//! Test helper: the real `hermes serve` binary on a loopback port chosen by the OS.
+//! Test helpers: the real `hermes serve` binary on a loopback port chosen by the OS, and
+//! [`Proc`], the guard every process a test starts is held by.
 #![allow(dead_code)]
 
 pub mod kafka;
@@ -6,12 +7,131 @@ pub mod redis;
 pub mod stream;
 
 use std::io::{BufRead, BufReader};
+use std::ops::{Deref, DerefMut};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+/// A process a test started. Dropped, however the test ends (a panic unwinds through the
+/// drop), it is killed with SIGKILL and reaped, so no test leaves a process behind:
+///
+/// - [`Proc::spawn`]: a program that does not fork (hermes, redis-server, tansu). It stays in
+///   the test's process group, so a Ctrl-C of `cargo test` reaches it too; the drop kills it.
+/// - [`Proc::spawn_group`]: a script, or a program that starts helpers (Chromium). It leads a
+///   process group of its own and the drop kills the whole group, whatever it started.
+///   Daemons that leave the group (`setsid`, as slurmctld and munged do) need their own stop:
+///   see `Cluster` in tests/label.rs.
+///
+/// Both also get SIGKILL when the thread that spawned them dies (`PR_SET_PDEATHSIG`): a test
+/// binary killed outright (a harness timeout, `kill -9`, an abort) leaves nothing either.
+/// Spawn from a thread that lives as long as the process should (the test's own thread or a
+/// runtime worker), never from `spawn_blocking` or a scoped thread.
+pub struct Proc {
+    child: Child,
+    group: bool,
+}
+
+impl Proc {
+    /// Starts `cmd` in the test's process group.
+    pub fn spawn(cmd: &mut Command) -> std::io::Result<Proc> {
+        Self::start(cmd, false)
+    }
+
+    /// Starts `cmd` as the leader of a process group of its own.
+    pub fn spawn_group(cmd: &mut Command) -> std::io::Result<Proc> {
+        Self::start(cmd, true)
+    }
+
+    fn start(cmd: &mut Command, group: bool) -> std::io::Result<Proc> {
+        if group {
+            cmd.process_group(0);
+        }
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Ok(Proc {
+            child: cmd.spawn()?,
+            group,
+        })
+    }
+
+    /// Runs `cmd` to its end in a group of its own (see [`Proc::spawn_group`]), then kills
+    /// whatever it left running in that group.
+    pub fn run_group(cmd: &mut Command) -> std::io::Result<ExitStatus> {
+        let mut p = Self::spawn_group(cmd)?;
+        p.child.wait()
+    }
+
+    /// Sends `signal` (`libc::SIGTERM`, ...) to the process, or to its group; nothing once
+    /// it has exited.
+    pub fn signal(&mut self, signal: i32) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        let pid = self.child.id() as i32;
+        // SAFETY: plain system call; the pid is our own child, not reaped yet (or its group).
+        unsafe {
+            libc::kill(if self.group { -pid } else { pid }, signal);
+        }
+    }
+
+    /// SIGKILL (to the group for a group) and reap: `kill -9`.
+    pub fn kill9(&mut self) {
+        if self.group {
+            // The group may outlive its leader: signal it even after the leader was reaped.
+            // SAFETY: plain system call on our own process group.
+            unsafe {
+                libc::kill(-(self.child.id() as i32), libc::SIGKILL);
+            }
+        }
+        // A no-op once the child was reaped, so never a signal to a reused pid.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The exit status, waiting at most `timeout`.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.child.try_wait().expect("wait for a child") {
+                return Some(s);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Deref for Proc {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.child
+    }
+}
+
+impl DerefMut for Proc {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.child
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
 pub struct Server {
-    pub child: Child,
+    pub child: Proc,
     pub base: String,
     pub log: PathBuf,
     _dir: tempfile::TempDir,
@@ -22,15 +142,16 @@ impl Server {
     pub async fn start(extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("server.log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hermes"))
-            .arg("serve")
-            .args(["--port", "0", "--log-format", "json"])
-            .args(extra)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn hermes serve");
+        let mut child = Proc::spawn(
+            Command::new(env!("CARGO_BIN_EXE_hermes"))
+                .arg("serve")
+                .args(["--port", "0", "--log-format", "json"])
+                .args(extra)
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .stdout(Stdio::piped())
+                .stderr(std::fs::File::create(&log).unwrap()),
+        )
+        .expect("spawn hermes serve");
         let mut first = String::new();
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut first)
@@ -103,19 +224,8 @@ impl Server {
     }
 
     /// Sends SIGTERM (what a container runtime sends).
-    pub fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    pub fn terminate(&mut self) {
+        self.child.signal(libc::SIGTERM);
     }
 }
 

@@ -3,12 +3,15 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A redis-server of our own on a free loopback port, its data (AOF) in `dir`.
+use super::Proc;
+
+/// A redis-server of our own on a free loopback port, its data (AOF) in `dir`; killed when
+/// dropped ([`Proc`]).
 pub struct Redis {
-    child: Option<Child>,
+    child: Option<Proc>,
     pub port: u16,
     dir: PathBuf,
 }
@@ -45,21 +48,22 @@ impl Redis {
     }
 
     pub fn up(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args([
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-            ])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (run `scripts/setup.sh --test`)");
+        let child = Proc::spawn(
+            Command::new("redis-server")
+                .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+                .args([
+                    "--appendonly",
+                    "yes",
+                    "--appendfsync",
+                    "always",
+                    "--save",
+                    "",
+                ])
+                .arg("--dir")
+                .arg(&self.dir)
+                .stdout(Stdio::null()),
+        )
+        .expect("redis-server (run `scripts/setup.sh --test`)");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while !ping(self.port) {
@@ -71,23 +75,12 @@ impl Redis {
     /// SIGTERM: Redis finishes writing its AOF and exits.
     pub fn down(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
+            c.signal(libc::SIGTERM);
             let _ = c.wait();
         }
     }
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
     }
 }

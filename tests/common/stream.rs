@@ -3,14 +3,14 @@
 //! ([`Consumer`]).
 
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::client;
 use super::kafka::Tansu;
 use super::redis::{Redis, free_port};
+use super::{Proc, client};
 
 const BIN: &str = env!("CARGO_BIN_EXE_hermes");
 
@@ -64,22 +64,16 @@ impl Broker {
     pub async fn produce(&self, topic: &str, records: &[(String, Vec<u8>)]) {
         match self {
             Broker::Kafka(t) => t.produce(topic, records).await,
-            Broker::Redis(r, _) => {
-                let mut con = redis::Client::open(r.url())
-                    .unwrap()
-                    .get_connection()
-                    .unwrap();
-                let mut pipe = redis::pipe();
-                for (_, v) in records {
-                    pipe.cmd("XADD")
-                        .arg(topic)
-                        .arg("*")
-                        .arg("value")
-                        .arg(v)
-                        .ignore();
-                }
-                pipe.query::<()>(&mut con).unwrap();
-            }
+            Broker::Redis(r, _) => xadd(r, topic, records),
+        }
+    }
+
+    /// [`Broker::produce`], on Kafka in many-record batches ([`Tansu::produce_batched`]: for
+    /// a topic only `hermes consume` reads).
+    pub async fn produce_batched(&self, topic: &str, records: &[(String, Vec<u8>)]) {
+        match self {
+            Broker::Kafka(t) => t.produce_batched(topic, records).await,
+            Broker::Redis(r, _) => xadd(r, topic, records),
         }
     }
 
@@ -126,9 +120,9 @@ impl Broker {
     }
 }
 
-/// A `hermes consume` process with its metrics port.
+/// A `hermes consume` process with its metrics port; killed when dropped ([`Proc`]).
 pub struct Consumer {
-    pub child: Child,
+    pub child: Proc,
     pub metrics: u16,
     log: PathBuf,
 }
@@ -137,15 +131,16 @@ impl Consumer {
     pub async fn start(args: &[String], dir: &std::path::Path, n: usize) -> Consumer {
         let metrics = free_port();
         let log = dir.join(format!("consume-{n}.log"));
-        let child = Command::new(BIN)
-            .args(["consume", "--log-format", "json"])
-            .args(["--metrics-port", &metrics.to_string()])
-            .args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+        let child = Proc::spawn(
+            Command::new(BIN)
+                .args(["consume", "--log-format", "json"])
+                .args(["--metrics-port", &metrics.to_string()])
+                .args(args)
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap()),
+        )
+        .expect("spawn hermes consume");
         let mut c = Consumer {
             child,
             metrics,
@@ -206,38 +201,62 @@ impl Consumer {
         }
     }
 
+    /// The resident set now (`VmRSS`).
     pub fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    /// The highest resident set since the start or the last [`Consumer::reset_peak_rss`]
+    /// (`VmHWM`, kept by the kernel: no peak between two samples is missed).
+    pub fn peak_rss_kib(&self) -> u64 {
+        self.status_kib("VmHWM:")
+    }
+
+    /// Resets the peak ([`Consumer::peak_rss_kib`]) to the resident set now.
+    pub fn reset_peak_rss(&self) {
+        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5")
+            .expect("reset the peak RSS (/proc/PID/clear_refs)");
+    }
+
+    fn status_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-            .unwrap()
+            .unwrap_or_else(|| panic!("no {field} in /proc/PID/status"))
     }
 
     pub fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        self.child.kill9();
     }
 
     /// SIGTERM, then the exit status (at most 60 s later).
     pub fn terminate(mut self) -> (ExitStatus, String) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return (s, self.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no exit after SIGTERM:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        self.child.signal(libc::SIGTERM);
+        match self.child.wait_timeout(Duration::from_secs(60)) {
+            Some(s) => (s, self.log_text()),
+            None => panic!("no exit after SIGTERM:\n{}", self.log_text()),
         }
     }
+}
+
+/// XADDs `records`' values to the stream `topic`, in one pipeline.
+fn xadd(r: &Redis, topic: &str, records: &[(String, Vec<u8>)]) {
+    let mut con = redis::Client::open(r.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut pipe = redis::pipe();
+    for (_, v) in records {
+        pipe.cmd("XADD")
+            .arg(topic)
+            .arg("*")
+            .arg("value")
+            .arg(v)
+            .ignore();
+    }
+    pipe.query::<()>(&mut con).unwrap();
 }
 
 pub fn doc(id: &str, text: &str) -> (String, Vec<u8>) {
