@@ -660,3 +660,49 @@ async fn kafka_rebalance_drains_and_commits_revoked_partitions() {
         "no output after the drain either"
     );
 }
+
+/// A static-tier consumer starts only the tier it runs: it measures no MiniLM batch size (the
+/// measurement took 18 s of a task's start on the AVX2 machine), and its health routes answer
+/// in `serve`'s shapes. How long it takes to be ready is printed, not asserted (it depends on
+/// the machine and its load).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_static_consumer_measures_nothing_and_answers_health_like_serve() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let broker = Broker::start(false, &["docs", "codes"]).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let args: Vec<String> = [
+        "--source",
+        &broker.source("docs", "g"),
+        "--sink",
+        &broker.sink("codes"),
+        "--encoder",
+        "static",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let started = Instant::now();
+    let c = Consumer::start(&args, tmp.path(), 1).await;
+    println!(
+        "static consumer ready in {:.2}s",
+        started.elapsed().as_secs_f64()
+    );
+    let log = c.log_text();
+    assert!(!log.contains("batch size measured"), "{log}");
+    let get = |path: &'static str| {
+        let url = c.url(path);
+        async move {
+            let r = client().get(url).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    assert_eq!(get("/healthz").await, (200, json!({"status": "ok"})));
+    assert_eq!(get("/readyz").await, (200, json!({"status": "ready"})));
+    broker
+        .produce("docs", &[doc("s1", &wiki_texts(1)[0])])
+        .await;
+    c.wait_outputs(1.0, 60).await;
+    let outputs = broker.read("codes");
+    assert_eq!(outputs.len(), 1);
+    assert_eq!(outputs[0]["model"]["encoder"], "static", "{}", outputs[0]);
+}
