@@ -432,3 +432,74 @@ fn carried_fields_name_the_input_when_they_go_wrong() {
         "{err}"
     );
 }
+
+/// What Python writes labels: a byte order mark before the first line, bare `NaN` and
+/// `-Infinity` (read as null); a lone surrogate escape fails its own file only, named by
+/// row and column, and the exit code says a file failed.
+#[test]
+fn python_written_jsonl_labels_and_a_bad_escape_stops_only_its_file() {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let base = tmp("python-jsonl");
+    let texts = common::wiki_texts(4);
+    let input = base.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let line = |id: &str, t: &str, q: &str| {
+        format!(
+            "{{\"id\": \"{id}\", \"text\": {}, \"quality\": {q}}}\n",
+            serde_json::json!(t)
+        )
+    };
+    let a = format!(
+        "\u{feff}{}{}",
+        line("a0", &texts[0], "NaN"),
+        line("a1", &texts[1], "-Infinity")
+    );
+    std::fs::write(input.join("a.jsonl"), a).unwrap();
+    std::fs::write(input.join("b.jsonl"), line("b0", &texts[2], "0.5")).unwrap();
+    let c = line("c0", &texts[3], "1") + "{\"id\": \"c1\", \"text\": \"ab\\ud800\"}\n";
+    std::fs::write(input.join("c.jsonl"), c).unwrap();
+    let out = base.join("o");
+    let o = hermes(&[
+        "label",
+        "--input",
+        s(&input),
+        "--out",
+        s(&out),
+        "--encoder",
+        "static",
+        "--carry",
+        "quality",
+    ]);
+    let err = stderr(&o);
+    assert!(
+        !o.status.success(),
+        "a failed file must show in the exit code: {err}"
+    );
+    assert!(
+        err.contains("c.jsonl: row 1: not JSON: \\ud800 at column 25"),
+        "{err}"
+    );
+    let quality = |name: &str| -> Vec<Option<f64>> {
+        let path = out.join(name);
+        let file = File::open(&path).unwrap_or_else(|e| panic!("{}: {e}\n{err}", path.display()));
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
+        let mut values = Vec::new();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let col = batch.column_by_name("quality").unwrap();
+            let col = arrow_cast::cast(col, &DataType::Float64).unwrap();
+            let col = col
+                .as_any()
+                .downcast_ref::<arrow_array::Float64Array>()
+                .unwrap();
+            values.extend(col.iter());
+        }
+        values
+    };
+    assert_eq!(quality("codes/a.jsonl.parquet"), vec![None, None], "{err}");
+    assert_eq!(quality("codes/b.jsonl.parquet"), vec![Some(0.5)], "{err}");
+    assert!(!out.join("codes/c.jsonl.parquet").exists());
+}

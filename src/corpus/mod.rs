@@ -9,6 +9,7 @@
 
 pub mod codes;
 pub mod inputs;
+pub mod json;
 pub mod reader;
 
 use std::io::{BufRead, BufReader, Write};

@@ -13,6 +13,7 @@ use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::file::reader::ChunkReader;
 
 /// One document of an input file.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,21 +60,68 @@ pub enum Reader {
     Parquet(ParquetReader),
 }
 
+/// How an input file's bytes are laid out, from its name: `.parquet`, `.gz`, `.zst`, or
+/// plain JSONL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Jsonl,
+    JsonlGzip,
+    JsonlZstd,
+    Parquet,
+}
+
+impl Format {
+    pub fn of(path: &Path) -> Self {
+        let s = path.to_string_lossy();
+        if s.ends_with(".parquet") {
+            Format::Parquet
+        } else if s.ends_with(".gz") {
+            Format::JsonlGzip
+        } else if s.ends_with(".zst") {
+            Format::JsonlZstd
+        } else {
+            Format::Jsonl
+        }
+    }
+}
+
 impl Reader {
     /// Opens `path` (format by extension). `name` is how errors call the file.
     pub fn open(path: &Path, name: &str, fields: &Fields) -> Result<Self, ReadError> {
         let file = File::open(path).map_err(|e| ReadError(format!("{name}: cannot open: {e}")))?;
-        let s = path.to_string_lossy();
-        let err = |what: &str, e: &dyn std::fmt::Display| ReadError(format!("{name}: {what}: {e}"));
-        let lines: Box<dyn BufRead + Send> = if s.ends_with(".parquet") {
-            return ParquetReader::open(file, name, fields).map(Reader::Parquet);
-        } else if s.ends_with(".gz") {
-            Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(file)))
-        } else if s.ends_with(".zst") {
-            let dec = zstd::stream::read::Decoder::new(file).map_err(|e| err("not zstd", &e))?;
-            Box::new(BufReader::new(Box::new(dec) as Box<dyn Read + Send>))
-        } else {
-            Box::new(BufReader::new(file))
+        match Format::of(path) {
+            Format::Parquet => ParquetReader::open(file, name, fields).map(Reader::Parquet),
+            format => Self::jsonl(format, file, name, fields),
+        }
+    }
+
+    /// Reads a file already in memory (the fuzz targets' door; also handy in tests).
+    pub fn from_bytes(
+        format: Format,
+        bytes: bytes::Bytes,
+        name: &str,
+        fields: &Fields,
+    ) -> Result<Self, ReadError> {
+        match format {
+            Format::Parquet => ParquetReader::open(bytes, name, fields).map(Reader::Parquet),
+            format => Self::jsonl(format, std::io::Cursor::new(bytes), name, fields),
+        }
+    }
+
+    fn jsonl(
+        format: Format,
+        input: impl Read + Send + 'static,
+        name: &str,
+        fields: &Fields,
+    ) -> Result<Self, ReadError> {
+        let lines: Box<dyn BufRead + Send> = match format {
+            Format::JsonlGzip => Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(input))),
+            Format::JsonlZstd => {
+                let dec = zstd::stream::read::Decoder::new(input)
+                    .map_err(|e| ReadError(format!("{name}: not zstd: {e}")))?;
+                Box::new(BufReader::new(dec))
+            }
+            _ => Box::new(BufReader::new(input)),
         };
         Ok(Reader::Jsonl(JsonlReader {
             lines,
@@ -131,9 +179,12 @@ impl JsonlReader {
 
     fn parse(&self, row: u64) -> Result<Record, ReadError> {
         let err = |m: String| ReadError(format!("{}: row {row}: {m}", self.name));
-        let line = std::str::from_utf8(&self.buf).map_err(|e| err(format!("not UTF-8 ({e})")))?;
-        let value: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| err(format!("not JSON: {e}")))?;
+        let bytes = match self.buf.strip_prefix(super::json::BOM) {
+            Some(rest) if row == 0 => rest,
+            _ => &self.buf[..],
+        };
+        let line = std::str::from_utf8(bytes).map_err(|e| err(format!("not UTF-8 ({e})")))?;
+        let value = super::json::parse_line(line).map_err(err)?;
         let obj = value
             .as_object()
             .ok_or_else(|| err("not a JSON object".into()))?;
@@ -213,9 +264,13 @@ pub struct ParquetReader {
 }
 
 impl ParquetReader {
-    fn open(file: File, name: &str, fields: &Fields) -> Result<Self, ReadError> {
+    fn open<T: ChunkReader + 'static>(
+        input: T,
+        name: &str,
+        fields: &Fields,
+    ) -> Result<Self, ReadError> {
         let err = |m: String| ReadError(format!("{name}: {m}"));
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        let builder = ParquetRecordBatchReaderBuilder::try_new(input)
             .map_err(|e| err(format!("not a readable Parquet file: {e}")))?;
         let schema = builder.parquet_schema();
         let root = schema.root_schema();
