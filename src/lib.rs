@@ -29,6 +29,8 @@ pub mod corpus;
 pub mod encoder;
 pub mod eval;
 pub mod fit;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod jobs;
 pub mod keyspace;
 pub mod kmeans;

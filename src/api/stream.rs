@@ -24,7 +24,7 @@ use crate::tier::Tier;
 pub const NDJSON: &str = "application/x-ndjson";
 
 /// One input line as split from the body.
-enum Line {
+pub(crate) enum Line {
     Text(Vec<u8>),
     TooLong(usize),
     /// The body failed mid-way (client gone, bad compression): reported once, then the end.
@@ -41,7 +41,7 @@ struct Splitter<S> {
 }
 
 /// Splits a byte stream at `\n`; lines over `max_line` bytes are reported, never buffered.
-fn split_lines<S>(body: S, max_line: usize) -> impl Stream<Item = Line>
+pub(crate) fn split_lines<S>(body: S, max_line: usize) -> impl Stream<Item = Line>
 where
     S: Stream<Item = Result<Bytes, axum::Error>> + Unpin,
 {

@@ -54,7 +54,13 @@ fn tensor_f32(
 pub(super) fn read_codebooks(dir: &Path, m: &Manifest) -> Result<CodeSpace, BundleError> {
     let bytes = std::fs::read(dir.join(&m.codebooks.file))
         .map_err(|e| invalid(dir, CODEBOOKS, format!("cannot read: {e}")))?;
-    let tensors = safetensors::SafeTensors::deserialize(&bytes)
+    parse_codebooks(dir, m, &bytes)
+}
+
+/// The code space in `codebooks.safetensors`' bytes, checked against the manifest's shapes
+/// (`dir` only names the bundle in errors).
+pub fn parse_codebooks(dir: &Path, m: &Manifest, bytes: &[u8]) -> Result<CodeSpace, BundleError> {
+    let tensors = safetensors::SafeTensors::deserialize(bytes)
         .map_err(|e| invalid(dir, CODEBOOKS, format!("not safetensors: {e}")))?;
     let t = &m.transform;
     if t.kind != "pca" {

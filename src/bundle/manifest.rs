@@ -11,6 +11,18 @@ pub const FORMAT_VERSION: u32 = 2;
 /// Read by this build: version 1 bundles are version 2 bundles without a static tier.
 pub const READABLE_VERSIONS: [u32; 2] = [1, 2];
 
+/// Parses `manifest.json` and refuses format versions this build cannot read.
+pub fn parse(raw: &str) -> Result<Manifest, String> {
+    let manifest: Manifest = serde_json::from_str(raw).map_err(|e| format!("invalid: {e}"))?;
+    if !READABLE_VERSIONS.contains(&manifest.format_version) {
+        return Err(format!(
+            "format_version {} is not supported (this build reads {READABLE_VERSIONS:?})",
+            manifest.format_version
+        ));
+    }
+    Ok(manifest)
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {

@@ -20,7 +20,7 @@ use crate::cards::Cards;
 use crate::encoder::{Embedder, EncoderConfig, EncoderError, MiniLm, StaticEncoder, Tokenizer};
 use crate::quantize::CodeSpace;
 use crate::tier::Tier;
-pub use codebooks::codebooks_bytes;
+pub use codebooks::{codebooks_bytes, parse_codebooks};
 pub use manifest::{EncoderEntry, FileEntry, FitInfo, Manifest, Probe, TransformEntry};
 pub use write::{NewBundle, add_cards, add_static_tier, remove_cards, write_bundle};
 
@@ -84,16 +84,16 @@ fn load_static(
 fn load_cards(dir: &Path, m: &Manifest, entry: &FileEntry) -> Result<Cards, BundleError> {
     let raw = std::fs::read_to_string(dir.join(&entry.file))
         .map_err(|e| invalid(dir, &entry.file, format!("cannot read (cards.file): {e}")))?;
-    let cards: Cards = serde_json::from_str(&raw)
-        .map_err(|e| invalid(dir, &entry.file, format!("not bucket cards: {e}")))?;
+    parse_cards(&raw, m).map_err(|e| invalid(dir, &entry.file, e))
+}
+
+/// Parses `cards.json` and checks that it describes `m`'s codes.
+pub fn parse_cards(raw: &str, m: &Manifest) -> Result<Cards, String> {
+    let cards: Cards = serde_json::from_str(raw).map_err(|e| format!("not bucket cards: {e}"))?;
     if cards.fingerprint != m.fingerprint {
-        return Err(invalid(
-            dir,
-            &entry.file,
-            format!(
-                "fingerprint {} differs from the bundle's {}: the cards describe other codes",
-                cards.fingerprint, m.fingerprint
-            ),
+        return Err(format!(
+            "fingerprint {} differs from the bundle's {}: the cards describe other codes",
+            cards.fingerprint, m.fingerprint
         ));
     }
     if let Some(c) = cards.cards.iter().find(|c| {
@@ -103,13 +103,9 @@ fn load_cards(dir: &Path, m: &Manifest, entry: &FileEntry) -> Result<Cards, Bund
                 .zip(&m.levels)
                 .any(|(x, &k)| x.parse::<usize>().map_or(true, |x| x >= k))
     }) {
-        return Err(invalid(
-            dir,
-            &entry.file,
-            format!(
-                "card {:?} is not a label of depth {} in levels {:?}",
-                c.label, c.depth, m.levels
-            ),
+        return Err(format!(
+            "card {:?} is not a label of depth {} in levels {:?}",
+            c.label, c.depth, m.levels
         ));
     }
     Ok(cards)
@@ -236,19 +232,7 @@ impl Model {
         let manifest_path = dir.join(MANIFEST);
         let raw = std::fs::read_to_string(&manifest_path)
             .map_err(|e| invalid(dir, MANIFEST, format!("cannot read: {e}")))?;
-        let manifest: Manifest = serde_json::from_str(&raw)
-            .map_err(|e| invalid(dir, MANIFEST, format!("invalid: {e}")))?;
-        if !manifest::READABLE_VERSIONS.contains(&manifest.format_version) {
-            return Err(invalid(
-                dir,
-                MANIFEST,
-                format!(
-                    "format_version {} is not supported (this build reads {:?})",
-                    manifest.format_version,
-                    manifest::READABLE_VERSIONS
-                ),
-            ));
-        }
+        let manifest = manifest::parse(&raw).map_err(|e| invalid(dir, MANIFEST, e))?;
 
         for (field, entry) in [
             (

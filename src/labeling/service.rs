@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::labeler::{LabelError, Labeler};
-use super::limits::{Limits, defaults::MAX_ABS_EMBEDDING};
+use super::limits::{Limits, check_count, defaults::MAX_ABS_EMBEDDING};
 use crate::batch::BatchError;
 use crate::bundle::Model;
 use crate::cache::TextCache;
@@ -116,29 +116,6 @@ pub struct Service {
 }
 
 /// Refuses a string of more than `max` characters (counted only as far as needed).
-fn check_chars(field: &str, s: &str, max: usize) -> Result<(), ServiceError> {
-    if s.len() > max && s.chars().nth(max).is_some() {
-        return Err(ServiceError::Validation(format!(
-            "{field} has more than {max} characters"
-        )));
-    }
-    Ok(())
-}
-
-fn check_count(what: &str, n: usize, max: usize) -> Result<(), ServiceError> {
-    if n == 0 {
-        return Err(ServiceError::Validation(format!(
-            "{what} must not be empty"
-        )));
-    }
-    if n > max {
-        return Err(ServiceError::Validation(format!(
-            "{n} {what}; at most {max} per request"
-        )));
-    }
-    Ok(())
-}
-
 impl Service {
     pub fn atlas_page(&self) -> Option<bytes::Bytes> {
         self.atlas.clone()
@@ -176,23 +153,12 @@ impl Service {
     }
 
     pub fn check_id(&self, field: &str, id: &str) -> Result<(), ServiceError> {
-        check_chars(field, id, self.limits.max_id_chars)
-    }
-
-    fn check_text(&self, field: &str, text: &str) -> Result<(), ServiceError> {
-        check_chars(field, text, self.limits.max_text_chars)
+        self.limits.check_id(field, id)
     }
 
     /// Checks a whole label request before any work starts.
     pub fn validate_documents(&self, docs: &[Document]) -> Result<(), ServiceError> {
-        check_count("documents", docs.len(), self.limits.max_docs)?;
-        for (i, d) in docs.iter().enumerate() {
-            if let Some(id) = &d.id {
-                self.check_id(&format!("documents[{i}].id"), id)?;
-            }
-            self.check_text(&format!("documents[{i}].text"), &d.text)?;
-        }
-        Ok(())
+        self.limits.check_documents(docs)
     }
 
     /// Full codes for documents, in order: content-cache hits answer at once, misses are
@@ -255,10 +221,7 @@ impl Service {
         tier: &TierService,
         texts: Vec<String>,
     ) -> Result<Vec<Vec<f32>>, ServiceError> {
-        check_count("texts", texts.len(), self.limits.max_docs)?;
-        for (i, t) in texts.iter().enumerate() {
-            self.check_text(&format!("texts[{i}]"), t)?;
-        }
+        self.limits.check_texts(&texts)?;
         Ok(tier
             .labeler
             .embed(texts)
@@ -303,10 +266,6 @@ impl Service {
     }
 
     pub fn check_lookup(&self, ids: &[String]) -> Result<(), ServiceError> {
-        check_count("ids", ids.len(), self.limits.max_items)?;
-        for (i, id) in ids.iter().enumerate() {
-            self.check_id(&format!("ids[{i}]"), id)?;
-        }
-        Ok(())
+        self.limits.check_lookup(ids)
     }
 }
