@@ -312,15 +312,24 @@ fn the_atlas_renders_offline_and_answers_a_choice_and_a_filter() {
         .find(|c| c["children"].as_array().unwrap().len() > 1)
         .unwrap();
     let term = chosen["terms"][0]["term"].as_str().unwrap();
+    // Whole terms: the filter's words appear in a term as whole words.
+    let words = |s: &str| -> Vec<String> {
+        s.to_lowercase()
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(String::from)
+            .collect()
+    };
+    let want = words(term);
     let expected_filtered = top
         .iter()
         .filter(|c| {
             let has = |c: &Value| {
-                c["terms"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|t| t["term"].as_str().unwrap().contains(term))
+                c["terms"].as_array().unwrap().iter().any(|t| {
+                    words(t["term"].as_str().unwrap())
+                        .windows(want.len())
+                        .any(|w| w == want.as_slice())
+                })
             };
             has(c)
                 || c["children"].as_array().unwrap().iter().any(|l| {
@@ -375,6 +384,13 @@ fn the_atlas_renders_offline_and_answers_a_choice_and_a_filter() {
         "filter {term}: want {expected_filtered}"
     );
     assert!((1..64).contains(&expected_filtered));
+    // Every tile left shows the term that matched it.
+    assert_eq!(
+        filtered.matches("class=\"match\"").count(),
+        expected_filtered,
+        "matched terms shown"
+    );
+    assert!(filtered.contains(&format!("data-match=\"{term}\"")));
     assert!(out.path().join("atlas.png").is_file());
     // Every request the page made went to the server.
     let base = read("url").trim().to_string();
