@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BIN := target/release/hermes
 
-.PHONY: setup setup-test build serve test bench bench-mix bench-consume bench-micro bench-encoder bench-quantize bench-fit fmt lint bundle eval openapi conformance
+.PHONY: setup setup-test build serve test fuzz soak bench bench-mix bench-consume bench-micro bench-encoder bench-quantize bench-fit fmt lint bundle eval openapi conformance
 
 setup:
 	bash scripts/setup.sh
@@ -22,6 +22,18 @@ serve: build
 test: setup-test
 	$(CARGO) test --release --locked --no-fail-fast
 	bash scripts/conformance.sh $(BIN)
+
+# serve (Redis store) and consume (Redis stream) under mixed load for 10 minutes, with a Redis
+# restart and a kill -9 of the consumer; checks nothing was lost and memory stayed flat
+# (target/bench/soak.md; HERMES_SOAK_SECONDS to change the length).
+soak: build setup-test
+	$(CARGO) bench --locked --bench soak
+
+# Every fuzz target for FUZZ_SECONDS each (nightly + cargo-fuzz; scripts/fuzz.sh says how),
+# growing fuzz/corpus/, which `make test` replays. Report: target/fuzz/report.md.
+FUZZ_SECONDS ?= 600
+fuzz:
+	bash scripts/fuzz.sh $(FUZZ_SECONDS)
 
 # schemathesis against openapi/openapi.json on a live server; non-zero on any violation.
 conformance: build
