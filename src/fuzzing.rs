@@ -183,6 +183,7 @@ pub fn corpus_file(data: &[u8]) {
         text: "text".into(),
         id: "id".into(),
         carry: vec!["quality".into(), "lang".into()],
+        max_line_bytes: 4096,
     };
     let reader =
         match Reader::from_bytes(format, bytes::Bytes::copy_from_slice(body), "fuzz", &fields) {

@@ -503,3 +503,38 @@ fn python_written_jsonl_labels_and_a_bad_escape_stops_only_its_file() {
     assert_eq!(quality("codes/b.jsonl.parquet"), vec![Some(0.5)], "{err}");
     assert!(!out.join("codes/c.jsonl.parquet").exists());
 }
+
+/// A line longer than `--max-line-bytes` fails its file with the row and the flag named, and
+/// is never read whole; the other files are labeled.
+#[test]
+fn a_line_over_max_line_bytes_fails_its_file_only() {
+    let base = tmp("long-line");
+    let texts = common::wiki_texts(2);
+    let input = base.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let ok = serde_json::json!({"id": "a", "text": texts[0]}).to_string() + "\n";
+    std::fs::write(input.join("a.jsonl"), &ok).unwrap();
+    // 2 MB without a newline: the kind of line a broken export leaves.
+    let long = format!("{ok}{{\"id\": \"b\", \"text\": \"{}", "x".repeat(2_000_000));
+    std::fs::write(input.join("b.jsonl"), long).unwrap();
+    let out = base.join("o");
+    let o = hermes(&[
+        "label",
+        "--input",
+        s(&input),
+        "--out",
+        s(&out),
+        "--encoder",
+        "static",
+        "--max-line-bytes",
+        "100000",
+    ]);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("b.jsonl: row 1: the line is longer than 100000 bytes (--max-line-bytes)"),
+        "{err}"
+    );
+    assert!(out.join("codes/a.jsonl.parquet").is_file(), "{err}");
+    assert!(!out.join("codes/b.jsonl.parquet").exists());
+}

@@ -43,10 +43,10 @@ pub fn run(args: DescribeArgs) -> Result<()> {
     }
     let job = DescribeJob {
         codes,
-        inputs: args.corpus.input,
+        inputs: args.corpus.input.clone(),
         out: args.out,
         cards,
-        fields: args.corpus.fields.fields(Vec::new()),
+        fields: args.corpus.fields(Vec::new()),
         shard,
         merge: args.merge,
         progress_interval: args.shard.progress_interval(),

@@ -14,7 +14,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::bundle::RuntimeConfig;
-use crate::corpus::reader::Fields;
+use crate::corpus::reader::{DEFAULT_MAX_LINE_BYTES, Fields};
 use crate::jobs::Shard;
 use crate::labeling::limits::defaults;
 use crate::labeling::{CacheConfig, CoreConfig, Limits, StoreConfig, Tiers};
@@ -148,6 +148,7 @@ impl FieldArgs {
             text: self.text.text_field,
             id: self.id_field,
             carry,
+            ..Fields::default()
         }
     }
 }
@@ -162,6 +163,20 @@ pub struct CorpusArgs {
     pub input: Vec<PathBuf>,
     #[command(flatten)]
     pub fields: FieldArgs,
+    /// Bytes of one JSONL line read at most: a longer line fails its file with its row named,
+    /// so one line without a newline cannot take all memory.
+    #[arg(long, env = "HERMES_MAX_LINE_BYTES", default_value_t = DEFAULT_MAX_LINE_BYTES)]
+    pub max_line_bytes: usize,
+}
+
+impl CorpusArgs {
+    /// The reader's [`Fields`] for these inputs, copying `carry` into the output.
+    pub fn fields(&self, carry: Vec<String>) -> Fields {
+        Fields {
+            max_line_bytes: self.max_line_bytes.max(1),
+            ..self.fields.clone().fields(carry)
+        }
+    }
 }
 
 /// A JSONL corpus read whole, or its embeddings (`fit`, `eval`).

@@ -10,10 +10,10 @@ pub fn run(args: LabelArgs) -> Result<()> {
     let labeler = &args.labeler;
     let job = LabelJob {
         bundle: labeler.tier.model.bundle.clone(),
-        inputs: args.corpus.input,
+        inputs: args.corpus.input.clone(),
         out: args.out,
         tier: labeler.tier.encoder,
-        fields: args.corpus.fields.fields(args.carry),
+        fields: args.corpus.fields(args.carry),
         shard: args.shard.shard()?,
         runtime: RuntimeConfig::from(&labeler.tier.model.runtime),
         encoder_sessions: labeler.encoder_sessions,

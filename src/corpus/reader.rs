@@ -40,13 +40,29 @@ pub enum Carried {
     Bool(bool),
 }
 
-/// Which fields to read.
-#[derive(Debug, Clone, Default)]
+/// The default of `--max-line-bytes`: 256 MiB, far above any document `--max-doc-chars` keeps.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 256 << 20;
+
+/// Which fields to read, and the longest line read.
+#[derive(Debug, Clone)]
 pub struct Fields {
     pub text: String,
     pub id: String,
     /// Fields copied into the codes files (`--carry`).
     pub carry: Vec<String>,
+    /// A JSONL line longer than this fails its file (`--max-line-bytes`).
+    pub max_line_bytes: usize,
+}
+
+impl Default for Fields {
+    fn default() -> Self {
+        Self {
+            text: "text".into(),
+            id: "id".into(),
+            carry: Vec::new(),
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+        }
+    }
 }
 
 /// A read failure; the message names the file (and row).
@@ -160,8 +176,18 @@ impl JsonlReader {
         loop {
             self.buf.clear();
             let row = self.row;
-            match self.lines.read_until(b'\n', &mut self.buf) {
+            let limit = self.fields.max_line_bytes as u64;
+            match (&mut self.lines)
+                .take(limit + 1)
+                .read_until(b'\n', &mut self.buf)
+            {
                 Ok(0) => return None,
+                Ok(n) if n as u64 > limit && self.buf.last() != Some(&b'\n') => {
+                    return Some(Err(ReadError(format!(
+                        "{}: row {row}: the line is longer than {limit} bytes (--max-line-bytes)",
+                        self.name
+                    ))));
+                }
                 Ok(_) => self.row += 1,
                 Err(e) => {
                     return Some(Err(ReadError(format!(
