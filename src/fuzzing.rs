@@ -206,6 +206,22 @@ pub fn corpus_file(data: &[u8]) {
     }
 }
 
+/// For the `corpus_file` fuzz target's start: libFuzzer's panic hook aborts before any
+/// unwinding, so a panic the reader contains (the parquet crate's, see
+/// [`crate::corpus::reader::contained`]) would still count as a crash. This hook lets panics
+/// raised inside the parquet crate unwind to the reader, and aborts on every other one.
+pub fn let_parquet_panics_unwind() {
+    let abort = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let in_parquet = info
+            .location()
+            .is_some_and(|l| l.file().contains("/parquet-"));
+        if !in_parquet {
+            abort(info);
+        }
+    }));
+}
+
 /// A stream record's payload, read with the consumer's default rules: a document, or a dead
 /// letter with an API error code.
 pub fn stream_record(data: &[u8]) {

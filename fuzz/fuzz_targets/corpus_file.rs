@@ -1,3 +1,6 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| hermes::fuzzing::corpus_file(data));
+libfuzzer_sys::fuzz_target!(
+    init: hermes::fuzzing::let_parquet_panics_unwind(),
+    |data: &[u8]| hermes::fuzzing::corpus_file(data)
+);

@@ -274,6 +274,21 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
     }
 }
 
+/// Runs a call into the parquet crate, turning a panic into an error: on corrupt input,
+/// parquet 57 can panic (an `unwrap` in its metadata decoder, found by the `corpus_file` fuzz
+/// target). Unchecked, the panic ended the reading thread, so the file looked finished with
+/// fewer rows; now the file fails with a message like any other corrupt file.
+pub fn contained<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| {
+        let what = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        format!("corrupt file (the Parquet decoder failed: {what})")
+    })
+}
+
 /// Rows per record batch read from Parquet (bounds memory per batch).
 const PARQUET_BATCH: usize = 1024;
 
@@ -296,7 +311,8 @@ impl ParquetReader {
         fields: &Fields,
     ) -> Result<Self, ReadError> {
         let err = |m: String| ReadError(format!("{name}: {m}"));
-        let builder = ParquetRecordBatchReaderBuilder::try_new(input)
+        let builder = contained(|| ParquetRecordBatchReaderBuilder::try_new(input))
+            .map_err(|e| err(format!("not a readable Parquet file: {e}")))?
             .map_err(|e| err(format!("not a readable Parquet file: {e}")))?;
         let schema = builder.parquet_schema();
         let root = schema.root_schema();
@@ -343,7 +359,9 @@ impl ParquetReader {
             if self.failed {
                 return None;
             }
-            match self.batches.next()? {
+            let next = contained(|| self.batches.next())
+                .unwrap_or_else(|e| Some(Err(arrow_schema::ArrowError::ExternalError(e.into()))));
+            match next? {
                 Ok(batch) => self.decode(&batch),
                 Err(e) => {
                     self.failed = true;
