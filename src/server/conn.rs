@@ -207,7 +207,8 @@ impl Registry {
         let victim = conns
             .values()
             .filter(|c| c.in_flight.load(Ordering::Acquire) == 0)
-            .min_by_key(|c| c.since.load(Ordering::Acquire))
+            // Ties (accepted in the same millisecond): the older connection.
+            .min_by_key(|c| (c.since.load(Ordering::Acquire), c.id))
             .map(|c| c.id);
         let Some(conn) = victim.and_then(|id| conns.remove(&id)) else {
             return false;
