@@ -35,7 +35,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
@@ -404,7 +404,8 @@ impl Task {
         let mut builder = hyper::server::conn::http1::Builder::new();
         // The timeouts are this module's (see the module doc); the timer is there for hyper's.
         builder.timer(TokioTimer::new()).header_read_timeout(None);
-        let mut http = pin!(builder.serve_connection(io, service));
+        // Boxed so that dropping it (closing the socket) can come before the bookkeeping below.
+        let mut http = Box::pin(builder.serve_connection(io, service));
 
         let conn = self.conn.clone();
         let mut reason = Reason::Ended;
