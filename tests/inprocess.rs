@@ -5,69 +5,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use hermes::server::ServeConfig;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
 use common::client;
-
-struct InProcess {
-    base: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-/// The served config: the defaults for the repository's bundle, as a test changes them.
-fn config(change: impl FnOnce(&mut ServeConfig)) -> ServeConfig {
-    let mut c = ServeConfig::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models/minilm-wiki"));
-    change(&mut c);
-    c
-}
-
-impl InProcess {
-    async fn start(config: ServeConfig) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(hermes::server::serve(listener, config, async {
-            let _ = rx.await;
-        }));
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while client()
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .map(|r| r.status() != 200)
-            .unwrap_or(true)
-        {
-            assert!(Instant::now() < deadline, "server not ready");
-            assert!(!task.is_finished(), "server stopped during start-up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Self {
-            base,
-            stop: Some(tx),
-            task,
-        }
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(60), self.task)
-            .await
-            .expect("serve returns after shutdown")
-            .unwrap()
-            .expect("serve returns Ok");
-    }
-}
-
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
+use common::inprocess::{InProcess, config, metric};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_maximum_size_requests_at_the_same_moment_both_succeed() {

@@ -2,7 +2,9 @@
 //!
 //! Every failure on every route, including the framework's own (malformed JSON, unknown
 //! routes, wrong methods, oversized bodies, timeouts), leaves as
-//! `{"error":{"code":"...","message":"..."}}` with the status below.
+//! `{"error":{"code":"...","message":"..."}}` with the status below; so do the answers hyper
+//! writes by itself to a request head it cannot parse ([`ApiError::for_unparsed_head`],
+//! put on the wire by `server::conn`).
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -30,6 +32,18 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// The request body stalled for longer than --body-timeout-s.
+    #[error("{0}")]
+    RequestTimeout(String),
+    /// The request target is longer than hyper accepts (answered before any route runs).
+    #[error("{0}")]
+    UriTooLong(String),
+    /// The request head has too many or too large header fields (answered before any route).
+    #[error("{0}")]
+    HeadersTooLarge(String),
+    /// A request line or header that is not HTTP/1.x (answered before any route runs).
+    #[error("{0}")]
+    BadRequest(String),
     /// The batching queue is full: retry after `retry_after` seconds.
     #[error("{message}")]
     Overloaded { message: String, retry_after: u32 },
@@ -50,6 +64,10 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            Self::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Overloaded { .. } | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -64,10 +82,32 @@ impl ApiError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::RequestTimeout(_) => "request_timeout",
+            Self::UriTooLong(_) => "uri_too_long",
+            Self::HeadersTooLarge(_) => "headers_too_large",
+            Self::BadRequest(_) => "bad_request",
             Self::Overloaded { .. } => "overloaded",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
         }
+    }
+
+    /// What hyper answers with `status` by itself, with an empty body, when it cannot parse
+    /// a request head (before any route or middleware runs): `None` for any other status.
+    pub fn for_unparsed_head(status: u16) -> Option<ApiError> {
+        Some(match status {
+            400 => {
+                Self::BadRequest("the request line or a header is malformed (not HTTP/1.x)".into())
+            }
+            414 => Self::UriTooLong(
+                "the request target (path and query) is longer than 65534 bytes".into(),
+            ),
+            431 => Self::HeadersTooLarge(
+                "the request head is too large: more than 100 header fields, or more than 400 KiB"
+                    .into(),
+            ),
+            _ => return None,
+        })
     }
 
     /// The JSON body, also used for per-line errors of the NDJSON stream.
@@ -91,7 +131,8 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable machine-readable code: invalid_json, validation_error, unauthorized, not_found,
-    /// method_not_allowed, payload_too_large, unsupported_media_type, overloaded, unavailable, internal.
+    /// method_not_allowed, payload_too_large, unsupported_media_type, request_timeout,
+    /// uri_too_long, headers_too_large, bad_request, overloaded, unavailable, internal.
     pub code: String,
     /// Human-readable explanation.
     pub message: String,

@@ -1,9 +1,16 @@
-//! The middleware stack: request ids, tracing, metrics, CORS, compression both ways, timeouts,
-//! the API key, and a last guard that gives framework-made errors the documented JSON shape.
+//! The middleware stack: request ids, tracing, metrics, CORS, compression both ways, timeouts
+//! (the response head's, and a stalled request body's), the API key, and a last guard that
+//! gives framework-made errors the documented JSON shape.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{Next, from_fn, from_fn_with_state};
@@ -43,6 +50,7 @@ pub fn stack(router: Router<AppState>, config: &HttpConfig) -> Router<AppState> 
     let router = router
         .layer(from_fn_with_state(config.request_timeout, timeout))
         .layer(RequestDecompressionLayer::new().gzip(true))
+        .layer(from_fn_with_state(config.body_timeout, body_timeout))
         .layer(from_fn(error_shape))
         .layer(compression);
     let router = match cors(&config.cors_origins) {
@@ -130,6 +138,95 @@ async fn timeout(State(limit): State<Duration>, req: Request, next: Next) -> Res
     }
 }
 
+/// Answers 408 `request_timeout` (and closes the connection) when the request body stalls:
+/// the handler waited `limit` for its next bytes. Outside the decompression, so it times the
+/// bytes on the wire. A streamed answer (NDJSON) already under way is not replaced: its body
+/// error ends the stream with an error line.
+async fn body_timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    let stalled = Arc::new(AtomicBool::new(false));
+    let req = req.map(|body| {
+        Body::new(StallTimeout {
+            inner: body,
+            limit,
+            sleep: Box::pin(tokio::time::sleep(limit)),
+            armed: false,
+            stalled: stalled.clone(),
+        })
+    });
+    let resp = next.run(req).await;
+    if !stalled.load(Ordering::Acquire) {
+        return resp;
+    }
+    let mut resp = ApiError::RequestTimeout(BodyStalled(limit).to_string()).into_response();
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
+/// The error a stalled body ends with.
+#[derive(Debug)]
+pub struct BodyStalled(Duration);
+
+impl std::fmt::Display for BodyStalled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the request body sent nothing for {}s (--body-timeout-s)",
+            self.0.as_secs_f64()
+        )
+    }
+}
+
+impl std::error::Error for BodyStalled {}
+
+/// A request body that fails with [`BodyStalled`] when its reader waits `limit` for a frame.
+/// The clock runs only while someone waits for the body: a handler busy elsewhere is not a
+/// client's stall.
+struct StallTimeout {
+    inner: Body,
+    limit: Duration,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    armed: bool,
+    stalled: Arc<AtomicBool>,
+}
+
+impl HttpBody for StallTimeout {
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        if this.stalled.load(Ordering::Acquire) {
+            return Poll::Ready(None);
+        }
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            this.armed = false;
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        if !this.armed {
+            this.armed = true;
+            let deadline = tokio::time::Instant::now() + this.limit;
+            this.sleep.as_mut().reset(deadline);
+        }
+        if this.sleep.as_mut().poll(cx).is_ready() {
+            this.stalled.store(true, Ordering::Release);
+            return Poll::Ready(Some(Err(Box::new(BodyStalled(this.limit)))));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// Bearer-token check on `/v1/*` when `--api-key` is set.
 pub async fn require_api_key(State(app): State<AppState>, req: Request, next: Next) -> Response {
     if let Some(key) = app.api_key()
@@ -175,6 +272,9 @@ async fn error_shape(req: Request, next: Next) -> Response {
         StatusCode::UNSUPPORTED_MEDIA_TYPE => {
             ApiError::UnsupportedMediaType("unsupported Content-Encoding or Content-Type".into())
         }
+        StatusCode::REQUEST_TIMEOUT => ApiError::RequestTimeout(message),
+        StatusCode::URI_TOO_LONG => ApiError::UriTooLong(message),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => ApiError::HeadersTooLarge(message),
         StatusCode::UNPROCESSABLE_ENTITY => ApiError::Validation(message),
         StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable(message),
         s if s.is_client_error() => ApiError::Validation(message),

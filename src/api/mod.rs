@@ -91,6 +91,14 @@ impl Modify for ErrorResponses {
                 );
                 add("500", "internal: a bug; the message says where");
                 add(
+                    "414",
+                    "uri_too_long: the path and query are longer than 65534 bytes (the connection closes)",
+                );
+                add(
+                    "431",
+                    "headers_too_large: over 100 header fields or 400 KiB of head (the connection closes)",
+                );
+                add(
                     "503",
                     "overloaded (with Retry-After) when the queue is full; unavailable while loading or draining",
                 );
@@ -111,6 +119,10 @@ impl Modify for ErrorResponses {
                         );
                         add("413", "payload_too_large: body over --max-body-bytes");
                         add(
+                            "408",
+                            "request_timeout: the body stalled for --body-timeout-s (the connection closes)",
+                        );
+                        add(
                             "415",
                             "unsupported_media_type: wrong Content-Type or Content-Encoding",
                         );
@@ -124,6 +136,11 @@ impl Modify for ErrorResponses {
                         ),
                         utoipa::openapi::security::SecurityRequirement::default(),
                     ]);
+                } else {
+                    add(
+                        "400",
+                        "bad_request: a malformed request line or header (the connection closes)",
+                    );
                 }
             }
         }
@@ -173,7 +190,11 @@ pub fn openapi_json() -> &'static str {
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpConfig {
     pub max_body_bytes: usize,
+    /// Time to the response head; past it, 503 `unavailable`.
     pub request_timeout: Duration,
+    /// Longest wait for the next bytes of a request body; past it, 408 `request_timeout`
+    /// and the connection closes.
+    pub body_timeout: Duration,
     pub cors_origins: Vec<String>,
 }
 

@@ -90,6 +90,22 @@ pub struct ServeArgs {
     /// Seconds a request may take before it is answered 503 (the NDJSON stream's body is exempt).
     #[arg(long, env = "HERMES_REQUEST_TIMEOUT_S", default_value_t = 60)]
     pub request_timeout_s: u64,
+    /// Seconds a request body may send nothing before it is answered 408 request_timeout and
+    /// its connection closed.
+    #[arg(long, env = "HERMES_BODY_TIMEOUT_S", default_value_t = 30)]
+    pub body_timeout_s: u64,
+    /// Seconds a connection may take to send a complete request head (from its accept, or from
+    /// the first byte of a later request) before it is closed.
+    #[arg(long, env = "HERMES_HEADER_TIMEOUT_S", default_value_t = 10)]
+    pub header_timeout_s: u64,
+    /// Seconds a keep-alive connection may sit idle (no request in flight, no bytes) before
+    /// it is closed.
+    #[arg(long, env = "HERMES_IDLE_TIMEOUT_S", default_value_t = 60)]
+    pub idle_timeout_s: u64,
+    /// Connections open at most. At the cap a new connection closes the one idle longest
+    /// (no request in flight), or is itself closed when none is idle.
+    #[arg(long, env = "HERMES_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
 
     #[command(flatten)]
     pub store: StoreArgs,
@@ -120,7 +136,13 @@ impl From<ServeArgs> for ServeConfig {
             http: crate::api::HttpConfig {
                 max_body_bytes: a.max_body_bytes,
                 request_timeout: Duration::from_secs(a.request_timeout_s),
+                body_timeout: Duration::from_secs(a.body_timeout_s),
                 cors_origins: a.cors_origin,
+            },
+            conn: crate::server::ConnLimits {
+                header_timeout: Duration::from_secs(a.header_timeout_s),
+                idle_timeout: Duration::from_secs(a.idle_timeout_s),
+                max_connections: a.max_connections,
             },
             api_key: a.api_key,
         }

@@ -17,10 +17,27 @@ use crate::tier::Tier;
 pub struct ServeConfig {
     /// The labeling core: bundle, tiers, batching, limits, store, caches.
     pub core: CoreConfig,
-    /// Body size, request timeout and CORS.
+    /// Body size, request and body timeouts, CORS.
     pub http: HttpConfig,
+    /// What a connection may hold: header and idle timeouts, the connection cap.
+    pub conn: ConnLimits,
     /// Bearer token required on `/v1/*`.
     pub api_key: Option<String>,
+}
+
+/// The limits on connections (`server::conn`), against clients that open sockets and then
+/// send nothing, or a request head byte by byte.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnLimits {
+    /// Time from a connection's accept, or from the first byte of a later request, to the end
+    /// of its request head; past it the connection is closed.
+    pub header_timeout: Duration,
+    /// Time a keep-alive connection may sit with no request in flight and no bytes; past it
+    /// the connection is closed.
+    pub idle_timeout: Duration,
+    /// Connections open at most; at the cap, the one idle longest makes room (none idle: the
+    /// new one is closed).
+    pub max_connections: usize,
 }
 
 /// Documents a worker sorts together when that many are queued (see `BatchConfig`): the
@@ -73,7 +90,13 @@ impl ServeConfig {
             http: HttpConfig {
                 max_body_bytes: 8 * 1024 * 1024,
                 request_timeout: Duration::from_secs(60),
+                body_timeout: Duration::from_secs(30),
                 cors_origins: Vec::new(),
+            },
+            conn: ConnLimits {
+                header_timeout: Duration::from_secs(10),
+                idle_timeout: Duration::from_secs(60),
+                max_connections: 10_000,
             },
             api_key: None,
         }

@@ -12,11 +12,16 @@
 //! batching workers finish their queue (dropping [`crate::batch::Workers`] closes it, so no
 //! early return can skip that), and `serve` returns. The binary exits anyway after
 //! `--shutdown-timeout-s`.
+//!
+//! Connections are accepted and served by [`conn`] (hyper's HTTP/1 directly): it closes
+//! connections that send no complete request head in time or sit idle, and caps how many
+//! are open ([`ConnLimits`]).
 
 mod config;
+pub mod conn;
 
 pub use crate::labeling::{Batching, CacheConfig, StoreConfig};
-pub use config::ServeConfig;
+pub use config::{ConnLimits, ServeConfig};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -57,17 +62,13 @@ pub async fn serve(
             let _ = stop_tx.send(true);
         });
     }
-    let server = {
-        let app = app(state.clone(), &http);
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await
-        })
-    };
+    conn::raise_descriptor_limit(config.conn.max_connections);
+    let server = tokio::spawn(conn::run(
+        listener,
+        app(state.clone(), &http),
+        config.conn.clone(),
+        stop_rx,
+    ));
 
     let loaded = crate::labeling::build(&config.core).await;
     let workers = match loaded {
@@ -81,10 +82,7 @@ pub async fn serve(
             return Err(e.into());
         }
     };
-    server
-        .await
-        .context("the server task failed")?
-        .context("serving failed")?;
+    server.await.context("the server task failed")?;
     tokio::task::spawn_blocking(move || workers.into_iter().for_each(|w| w.shutdown()))
         .await
         .context("the batching workers did not stop")?;
@@ -100,6 +98,17 @@ fn check_config(config: &ServeConfig) -> Result<()> {
         "--max-queue-docs {} is below --max-docs-per-request {}: a full-size request could never be admitted",
         core.batching.max_queue_docs,
         core.limits.max_docs
+    );
+    for (flag, value) in [
+        ("--header-timeout-s", config.conn.header_timeout),
+        ("--idle-timeout-s", config.conn.idle_timeout),
+        ("--body-timeout-s", config.http.body_timeout),
+    ] {
+        anyhow::ensure!(!value.is_zero(), "{flag} must be at least 1");
+    }
+    anyhow::ensure!(
+        config.conn.max_connections > 0,
+        "--max-connections must be at least 1"
     );
     crate::api::check_cors_origins(&config.http.cors_origins)
         .map_err(|e| anyhow::anyhow!("--cors-origin: {e}"))?;
