@@ -15,7 +15,6 @@
 //! fails. `HERMES_SOAK_SECONDS` shortens or lengthens the run (default 600).
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 mod support;
 

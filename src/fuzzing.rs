@@ -280,8 +280,11 @@ pub fn endpoint_url(data: &[u8]) {
     }
 }
 
+/// A target: what it is called in `fuzz/`, and its function.
+pub type Target = (&'static str, fn(&[u8]));
+
 /// Every target by name: `fuzz/` and the corpus replay test both go through this list.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[Target] = &[
     ("label_body", label_body),
     ("lookup_body", lookup_body),
     ("ndjson_body", ndjson_body),

@@ -34,7 +34,7 @@ pub fn prometheus() -> PrometheusHandle {
                 })
                 .expect("bucket lists are non-empty")
                 .install_recorder()
-                .map(|handle| {
+                .inspect(|handle| {
                     let upkeep = handle.clone();
                     std::thread::Builder::new()
                         .name("metrics-upkeep".into())
@@ -45,7 +45,6 @@ pub fn prometheus() -> PrometheusHandle {
                             }
                         })
                         .expect("spawn the metrics upkeep thread");
-                    handle
                 })
                 .expect("one Prometheus recorder per process")
         })
