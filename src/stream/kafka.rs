@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::statistics::Statistics;
@@ -33,6 +33,7 @@ use super::inflight::InFlight;
 use super::offsets::{Offsets, Partition};
 use super::record::{Coords, Input, Offset};
 use super::{ConsumeError, Outgoing};
+use crate::ops::health::Readiness;
 
 /// How often done offsets are committed while consuming.
 pub const COMMIT_EVERY: Duration = Duration::from_millis(500);
@@ -55,6 +56,19 @@ pub struct Context {
     drain: Duration,
     /// Set when partitions were assigned: a paused fetcher must pause them too.
     assigned: AtomicBool,
+    /// `/readyz`: whether the brokers can be reached.
+    readiness: Readiness,
+    /// `bootstrap.servers`, for the reason `/readyz` gives.
+    brokers: String,
+}
+
+impl Context {
+    fn unreachable(&self, why: &str) {
+        self.readiness.broker_down(format!(
+            "the Kafka broker {} cannot be reached: {why}",
+            self.brokers
+        ));
+    }
 }
 
 impl ClientContext for Context {
@@ -71,9 +85,26 @@ impl ClientContext for Context {
 
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::warn!(target: "librdkafka", %error, "{reason}");
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.unreachable(reason);
+        }
     }
 
     fn stats(&self, statistics: Statistics) {
+        // Readiness from the connections to real brokers (not librdkafka's internal and
+        // logical ones): up when one is up, down when none is and one is known to be down.
+        // Nothing is concluded while connections are still being made (at start-up).
+        let real = || {
+            statistics
+                .brokers
+                .values()
+                .filter(|b| b.source == "learned" || b.source == "configured")
+        };
+        if real().any(|b| b.state == "UP" || b.state == "UPDATE") {
+            self.readiness.broker_up();
+        } else if real().any(|b| b.state == "DOWN") {
+            self.unreachable("no connection to it is up");
+        }
         for (topic, t) in &statistics.topics {
             for (partition, p) in &t.partitions {
                 // -1 is librdkafka's internal "unassigned" partition; a lag of -1 is unknown.
@@ -107,14 +138,22 @@ impl ConsumerContext for Context {
             tracing::warn!(error = %e, "commit on revocation failed; the new owner reads from the last commit");
         }
         self.offsets.forget(&revoked);
+        // A partition paused here (the in-flight cap) stays paused inside librdkafka through
+        // the unassignment and an assignment of it later (only librdkafka's own pause is reset
+        // on assign): it would never be read again. Resumed here; the fetcher pauses what is
+        // assigned again if it is still at the cap.
+        let _ = consumer.resume(tpl);
         tracing::info!(
             partitions = revoked.len(),
             "partitions revoked: drained and committed"
         );
     }
 
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
+            // Whatever pause an earlier assignment left on these partitions is lifted: the
+            // fetcher decides afresh (see `pre_rebalance`).
+            let _ = consumer.resume(tpl);
             self.assigned.store(true, Ordering::Release);
             tracing::info!(partitions = tpl.count(), "partitions assigned");
         }
@@ -155,6 +194,8 @@ pub struct Fetch {
     pub stop: Arc<AtomicBool>,
     /// Bounds the wait for in-flight inputs at revocation and at shutdown.
     pub drain: Duration,
+    /// `/readyz`: turned 503 while the brokers cannot be reached.
+    pub readiness: Readiness,
 }
 
 impl Source {
@@ -165,6 +206,8 @@ impl Source {
             offsets: offsets.clone(),
             drain: fetch.drain,
             assigned: AtomicBool::new(false),
+            readiness: fetch.readiness.clone(),
+            brokers: e.brokers.clone(),
         };
         let mut c = config(&e.brokers);
         c.set("group.id", e.group.as_deref().unwrap_or_default())
@@ -202,6 +245,15 @@ impl Source {
         })
     }
 
+    /// Marks inputs abandoned (a fatal error): never committed past, not waited for.
+    pub fn abandon<'a>(&self, coords: impl Iterator<Item = &'a Coords>) {
+        for c in coords {
+            if let Offset::Kafka(o) = c.offset {
+                self.offsets.abandon(&(c.topic.to_string(), c.partition), o);
+            }
+        }
+    }
+
     /// Marks inputs done; the fetch thread commits them.
     pub fn done(&self, coords: &[Coords]) {
         for c in coords {
@@ -235,8 +287,11 @@ fn fetch_loop(
     let mut last_commit = Instant::now();
     while !fetch.stop.load(Ordering::Acquire) {
         let full = fetch.in_flight.room() == 0;
-        let reassigned = consumer.context().assigned.swap(false, Ordering::AcqRel);
-        if full && (!paused || reassigned) {
+        if consumer.context().assigned.swap(false, Ordering::AcqRel) {
+            // A new assignment arrives resumed (see `post_rebalance`).
+            paused = false;
+        }
+        if full && !paused {
             if let Ok(tpl) = consumer.assignment() {
                 let _ = consumer.pause(&tpl);
             }
