@@ -5,9 +5,10 @@
 //! timeout) until every fetched offset of the revoked partitions is done, commits them and
 //! forgets them. Offsets are stored and committed by hand ([`Offsets`]: the lowest offset not
 //! done yet), every [`COMMIT_EVERY`] and on revocation and shutdown. When `--max-in-flight`
-//! inputs are out, the thread pauses every assigned partition and keeps polling (so group
-//! heartbeats and rebalances go on) until room is freed; librdkafka's own prefetch queue is
-//! capped too (`queued.max.messages.kbytes`), so memory does not grow with the backlog.
+//! inputs are out, the thread stops polling and waits for room; after [`PAUSE_AFTER`] at the
+//! cap it pauses every assigned partition and polls again (so rebalances are served and the
+//! process stays in the group) until room is freed. librdkafka's own prefetch queue is capped
+//! (`queued.max.messages.kbytes`), so memory does not grow with the backlog.
 //!
 //! **Sink.** A `FutureProducer` with `enable.idempotence=true` and `acks=all`: a send counts
 //! only once every in-sync replica has the record, and librdkafka's retries cannot
@@ -40,6 +41,11 @@ pub const COMMIT_EVERY: Duration = Duration::from_millis(500);
 
 /// One poll's wait: how quickly the thread sees its stop flag and freed room.
 const POLL: Duration = Duration::from_millis(100);
+
+/// How long the fetcher waits at the in-flight cap without polling before it pauses the
+/// partitions and polls again (to stay in the group, and to serve a rebalance): far below
+/// `max.poll.interval.ms`, far above a batch's time.
+const PAUSE_AFTER: Duration = Duration::from_secs(2);
 
 fn config(brokers: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
@@ -277,6 +283,16 @@ impl Source {
     }
 }
 
+/// Commits what is done when [`COMMIT_EVERY`] has passed since the last commit.
+fn commit_now(consumer: &BaseConsumer<Context>, offsets: &Offsets, last_commit: &mut Instant) {
+    if last_commit.elapsed() >= COMMIT_EVERY {
+        if let Err(e) = commit(consumer, offsets, None) {
+            tracing::warn!(error = %e, "kafka commit failed; retrying");
+        }
+        *last_commit = Instant::now();
+    }
+}
+
 fn fetch_loop(
     consumer: BaseConsumer<Context>,
     topic: Arc<str>,
@@ -284,14 +300,49 @@ fn fetch_loop(
     fetch: Fetch,
 ) -> Result<(), String> {
     let mut paused = false;
+    let mut full_since: Option<Instant> = None;
     let mut last_commit = Instant::now();
+    let mut last_report = Instant::now();
     while !fetch.stop.load(Ordering::Acquire) {
+        if last_report.elapsed() >= Duration::from_secs(5)
+            && tracing::enabled!(tracing::Level::DEBUG)
+        {
+            last_report = Instant::now();
+            let position = consumer
+                .position()
+                .map(|t| {
+                    let mut p: Vec<_> = t
+                        .to_topic_map()
+                        .into_iter()
+                        .map(|((_, p), o)| (p, o))
+                        .collect();
+                    p.sort_by_key(|(p, _)| *p);
+                    format!("{p:?}")
+                })
+                .unwrap_or_default();
+            tracing::debug!(paused, in_flight = fetch.in_flight.count(), %position, "fetch state");
+        }
         let full = fetch.in_flight.room() == 0;
         if consumer.context().assigned.swap(false, Ordering::AcqRel) {
             // A new assignment arrives resumed (see `post_rebalance`).
             paused = false;
         }
+        if !full {
+            full_since = None;
+        }
         if full && !paused {
+            // At the cap: wait for room without polling (librdkafka's prefetch queue is
+            // bounded, and what it holds is kept). Only a longer wait pauses the partitions and
+            // polls, so that the process stays in the group: a pause makes librdkafka drop
+            // what it prefetched and fetch it again on resume, and pausing at every batch
+            // (the cap is reached all the time when labeling is the bottleneck) made fetching
+            // crawl and starved partitions.
+            let since = *full_since.get_or_insert_with(Instant::now);
+            if since.elapsed() < PAUSE_AFTER {
+                std::thread::sleep(Duration::from_millis(5));
+                commit_now(&consumer, &offsets, &mut last_commit);
+                continue;
+            }
             if let Ok(tpl) = consumer.assignment() {
                 let _ = consumer.pause(&tpl);
             }
@@ -325,12 +376,7 @@ fn fetch_loop(
                 }
             }
         }
-        if last_commit.elapsed() >= COMMIT_EVERY {
-            if let Err(e) = commit(&consumer, &offsets, None) {
-                tracing::warn!(error = %e, "kafka commit failed; retrying");
-            }
-            last_commit = Instant::now();
-        }
+        commit_now(&consumer, &offsets, &mut last_commit);
     }
     drop(fetch.tx);
     if !offsets.wait_done(None, fetch.drain) {
