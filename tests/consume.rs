@@ -605,17 +605,16 @@ async fn redis_backlog_stays_within_the_in_flight_cap() {
 /// what it had of the revoked partitions before they move, so nothing is lost and nothing
 /// is labeled twice.
 ///
-/// The in-flight cap is small (64, batches of 16), so a member is often paused at the cap when
-/// the partitions move. A partition paused inside librdkafka stays paused through its
-/// revocation and a later assignment to the same member; the fetcher, not at the cap after the
-/// drain, then never read it again: the stall this test once showed under load.
+/// A member paused at the in-flight cap when the partitions move used to keep them paused
+/// inside librdkafka through the revocation and their assignment again (only librdkafka's own
+/// pause is reset on assign) while its fetcher, below the cap after the drain, never resumed
+/// them: fixed, see `kafka::Context::pre_rebalance`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kafka_rebalance_drains_and_commits_revoked_partitions() {
     let _one = ONE_AT_A_TIME.lock().await;
     let broker = Broker::start(true, &["moving", "moving-codes", "moving.dead-letter"]).await;
     let tmp = tempfile::tempdir().unwrap();
-    // Long enough (at tansu's ~1,000 docs/s, see benches/consume.rs) that the second member
-    // joins mid-stream.
+    // Long enough that the second member joins mid-stream (checked below).
     let texts = wiki_texts(8000);
     let docs: Vec<_> = texts
         .iter()
@@ -623,7 +622,9 @@ async fn kafka_rebalance_drains_and_commits_revoked_partitions() {
         .enumerate()
         .map(|(i, t)| doc(&format!("m-{i}"), t))
         .collect();
-    broker.produce("moving", &docs).await;
+    // Half now; the other half once the second member has its partitions, so that both have
+    // work after the rebalance however fast the first one is.
+    broker.produce("moving", &docs[..docs.len() / 2]).await;
     let args: Vec<String> = [
         "--source",
         &broker.source("moving", "hermes"),
@@ -632,29 +633,47 @@ async fn kafka_rebalance_drains_and_commits_revoked_partitions() {
         "--encoder",
         "static",
         "--max-in-flight",
-        "64",
+        "256",
         "--batch-docs",
-        "16",
+        "64",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
     let a = Consumer::start(&args, tmp.path(), 1).await;
-    a.wait_outputs(1000.0, 120).await;
-    // The second member joins: the group rebalances while the first is mid-stream.
+    // The first member has its partitions (it wrote an output): the second one joins at once,
+    // while the first is mid-stream, and the group rebalances.
+    a.wait_outputs(1.0, 120).await;
     let b = Consumer::start(&args, tmp.path(), 2).await;
-    let deadline = Instant::now() + Duration::from_secs(90);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !b.log_text().contains("partitions assigned") {
+        assert!(
+            Instant::now() < deadline,
+            "no assignment:\n{}",
+            b.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    broker.produce("moving", &docs[docs.len() / 2..]).await;
+    // Waited for on the members' counters: reading the whole output topic back from tansu
+    // over and over (what this loop did) takes seconds per read on a loaded machine and slows
+    // the broker the members write to. It is read back once, at the end.
+    let deadline = Instant::now() + Duration::from_secs(300);
     let outputs = loop {
-        let o = broker.read("moving-codes");
-        if o.len() >= docs.len() {
-            break o;
+        let written = a.metric("hermes_consume_outputs_total").await
+            + b.metric("hermes_consume_outputs_total").await;
+        if written >= docs.len() as f64 {
+            break wait_for(&broker, "moving-codes", 120, |o| o.len() >= docs.len()).await;
         }
         if Instant::now() > deadline {
             let (la, lb) = (a.log_text(), b.log_text());
+            let common::stream::Broker::Kafka(t) = &broker else {
+                unreachable!()
+            };
             panic!(
-                "{} of {} outputs; first member: {} out, {} in flight; second: {} out, {} in flight\nfirst log:\n{}\nsecond log:\n{}",
-                o.len(),
+                "{written} of {} outputs ({} committed); first member: {} out, {} in flight; second: {} out, {} in flight\nfirst log:\n{}\nsecond log:\n{}",
                 docs.len(),
+                t.committed("hermes", "moving", 3),
                 a.metric("hermes_consume_outputs_total").await,
                 a.metric("hermes_consume_in_flight").await,
                 b.metric("hermes_consume_outputs_total").await,

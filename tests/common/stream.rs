@@ -158,7 +158,12 @@ pub struct Consumer {
 impl Consumer {
     pub async fn start(args: &[String], dir: &std::path::Path, n: usize) -> Consumer {
         let metrics = free_port();
-        let log = dir.join(format!("consume-{n}.log"));
+        // HERMES_TEST_LOG_DIR keeps the consumers' logs after the test (its temporary
+        // directory goes with it).
+        let log = match std::env::var_os("HERMES_TEST_LOG_DIR") {
+            Some(keep) => PathBuf::from(keep).join(format!("consume-{n}-{metrics}.log")),
+            None => dir.join(format!("consume-{n}.log")),
+        };
         let child = Proc::spawn(
             Command::new(BIN)
                 .args(["consume", "--log-format", "json"])
