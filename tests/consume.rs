@@ -11,6 +11,11 @@
 //!   flight stays at the cap, the RSS growth with the big backlog is within half its extra
 //!   bytes of the growth with the small one (memory does not grow with the backlog),
 //!   SIGTERM drains and exits 0, and the codes are minilm's.
+//! - the loose ends of issue 26: a fatal error (the sink's broker killed, a Redis sink key
+//!   turned into a string) exits non-zero at once with what was written committed; `/readyz`
+//!   follows the source's broker (killed, then back on its port); Redis pending entries
+//!   deleted from the stream are acknowledged, and consumers gone for good are claimed and
+//!   removed; a second member joining mid-stream moves partitions with every output once.
 
 mod common;
 
