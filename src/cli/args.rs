@@ -182,6 +182,12 @@ pub struct ConsumeArgs {
     /// Address the metrics port binds (0.0.0.0 in a container, for the scraper).
     #[arg(long, env = "HERMES_METRICS_HOST", default_value = "127.0.0.1")]
     pub metrics_host: String,
+    /// Redis sources: another consumer of the group idle longer than this (gone for good)
+    /// has its pending entries claimed and processed here, and is then removed from the
+    /// group (XGROUP DELCONSUMER).
+    #[arg(long, env = "HERMES_CONSUMER_IDLE_TIMEOUT_S", default_value_t = 3600,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub consumer_idle_timeout_s: u64,
     #[command(flatten)]
     pub limits: TextLimitArgs,
     #[command(flatten)]

@@ -48,6 +48,7 @@ pub fn run(args: ConsumeArgs) -> Result<()> {
         batch_docs: args.batch_docs,
         metrics,
         drain_timeout: grace,
+        consumer_idle_timeout: std::time::Duration::from_secs(args.consumer_idle_timeout_s),
     };
     let s = super::block_on(consume(job, signal_then_deadline(grace + grace)))??;
     eprintln!(

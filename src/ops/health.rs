@@ -13,28 +13,63 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use serde_json::{Value, json};
 
-/// What `/readyz` reports: why the process is not ready, or nothing when it is.
+/// What `/readyz` reports: why the process is not ready, or nothing when it is. Two
+/// conditions: the process's own stage ("starting", "draining") and whether its broker can be
+/// reached, which comes and goes while the process runs; the stage, when set, is the reason
+/// given.
 #[derive(Clone)]
-pub struct Readiness(Arc<Mutex<Option<String>>>);
+pub struct Readiness(Arc<Mutex<Why>>);
+
+#[derive(Default)]
+struct Why {
+    stage: Option<String>,
+    broker: Option<String>,
+}
 
 impl Default for Readiness {
     fn default() -> Self {
-        Self(Arc::new(Mutex::new(Some("starting".into()))))
+        Self(Arc::new(Mutex::new(Why {
+            stage: Some("starting".into()),
+            broker: None,
+        })))
     }
 }
 
 impl Readiness {
-    pub fn ready(&self) {
-        *self.0.lock().expect("not poisoned") = None;
+    fn lock(&self) -> std::sync::MutexGuard<'_, Why> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Not ready, and why (e.g. "draining", "the broker cannot be reached: ...").
+    pub fn ready(&self) {
+        self.lock().stage = None;
+    }
+
+    /// Not ready, and why (e.g. "draining").
     pub fn not_ready(&self, why: impl Into<String>) {
-        *self.0.lock().expect("not poisoned") = Some(why.into());
+        self.lock().stage = Some(why.into());
+    }
+
+    /// The broker cannot be reached, and why (the message names the broker).
+    pub fn broker_down(&self, why: impl Into<String>) {
+        let why = why.into();
+        let mut w = self.lock();
+        if w.broker.is_none() {
+            tracing::warn!(reason = %why, "not ready: the broker cannot be reached");
+        }
+        w.broker = Some(why);
+    }
+
+    /// The broker answers again.
+    pub fn broker_up(&self) {
+        let mut w = self.lock();
+        if w.broker.take().is_some() {
+            tracing::info!("the broker answers again");
+        }
     }
 
     pub fn why_not(&self) -> Option<String> {
-        self.0.lock().expect("not poisoned").clone()
+        let w = self.lock();
+        w.stage.clone().or_else(|| w.broker.clone())
     }
 }
 

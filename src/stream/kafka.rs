@@ -5,9 +5,10 @@
 //! timeout) until every fetched offset of the revoked partitions is done, commits them and
 //! forgets them. Offsets are stored and committed by hand ([`Offsets`]: the lowest offset not
 //! done yet), every [`COMMIT_EVERY`] and on revocation and shutdown. When `--max-in-flight`
-//! inputs are out, the thread pauses every assigned partition and keeps polling (so group
-//! heartbeats and rebalances go on) until room is freed; librdkafka's own prefetch queue is
-//! capped too (`queued.max.messages.kbytes`), so memory does not grow with the backlog.
+//! inputs are out, the thread stops polling and waits for room; after [`PAUSE_AFTER`] at the
+//! cap it pauses every assigned partition and polls again (so rebalances are served and the
+//! process stays in the group) until room is freed. librdkafka's own prefetch queue is capped
+//! (`queued.max.messages.kbytes`), so memory does not grow with the backlog.
 //!
 //! **Sink.** A `FutureProducer` with `enable.idempotence=true` and `acks=all`: a send counts
 //! only once every in-sync replica has the record, and librdkafka's retries cannot
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::statistics::Statistics;
@@ -33,12 +34,18 @@ use super::inflight::InFlight;
 use super::offsets::{Offsets, Partition};
 use super::record::{Coords, Input, Offset};
 use super::{ConsumeError, Outgoing};
+use crate::ops::health::Readiness;
 
 /// How often done offsets are committed while consuming.
 pub const COMMIT_EVERY: Duration = Duration::from_millis(500);
 
 /// One poll's wait: how quickly the thread sees its stop flag and freed room.
 const POLL: Duration = Duration::from_millis(100);
+
+/// How long the fetcher waits at the in-flight cap without polling before it pauses the
+/// partitions and polls again (to stay in the group, and to serve a rebalance): far below
+/// `max.poll.interval.ms`, far above a batch's time.
+const PAUSE_AFTER: Duration = Duration::from_secs(2);
 
 fn config(brokers: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
@@ -55,6 +62,19 @@ pub struct Context {
     drain: Duration,
     /// Set when partitions were assigned: a paused fetcher must pause them too.
     assigned: AtomicBool,
+    /// `/readyz`: whether the brokers can be reached.
+    readiness: Readiness,
+    /// `bootstrap.servers`, for the reason `/readyz` gives.
+    brokers: String,
+}
+
+impl Context {
+    fn unreachable(&self, why: &str) {
+        self.readiness.broker_down(format!(
+            "the Kafka broker {} cannot be reached: {why}",
+            self.brokers
+        ));
+    }
 }
 
 impl ClientContext for Context {
@@ -71,9 +91,26 @@ impl ClientContext for Context {
 
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::warn!(target: "librdkafka", %error, "{reason}");
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.unreachable(reason);
+        }
     }
 
     fn stats(&self, statistics: Statistics) {
+        // Readiness from the connections to real brokers (not librdkafka's internal and
+        // logical ones): up when one is up, down when none is and one is known to be down.
+        // Nothing is concluded while connections are still being made (at start-up).
+        let real = || {
+            statistics
+                .brokers
+                .values()
+                .filter(|b| b.source == "learned" || b.source == "configured")
+        };
+        if real().any(|b| b.state == "UP" || b.state == "UPDATE") {
+            self.readiness.broker_up();
+        } else if real().any(|b| b.state == "DOWN") {
+            self.unreachable("no connection to it is up");
+        }
         for (topic, t) in &statistics.topics {
             for (partition, p) in &t.partitions {
                 // -1 is librdkafka's internal "unassigned" partition; a lag of -1 is unknown.
@@ -107,14 +144,22 @@ impl ConsumerContext for Context {
             tracing::warn!(error = %e, "commit on revocation failed; the new owner reads from the last commit");
         }
         self.offsets.forget(&revoked);
+        // A partition paused here (the in-flight cap) stays paused inside librdkafka through
+        // the unassignment and an assignment of it later (only librdkafka's own pause is reset
+        // on assign): it would never be read again. Resumed here; the fetcher pauses what is
+        // assigned again if it is still at the cap.
+        let _ = consumer.resume(tpl);
         tracing::info!(
             partitions = revoked.len(),
             "partitions revoked: drained and committed"
         );
     }
 
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
+            // Whatever pause an earlier assignment left on these partitions is lifted: the
+            // fetcher decides afresh (see `pre_rebalance`).
+            let _ = consumer.resume(tpl);
             self.assigned.store(true, Ordering::Release);
             tracing::info!(partitions = tpl.count(), "partitions assigned");
         }
@@ -155,6 +200,8 @@ pub struct Fetch {
     pub stop: Arc<AtomicBool>,
     /// Bounds the wait for in-flight inputs at revocation and at shutdown.
     pub drain: Duration,
+    /// `/readyz`: turned 503 while the brokers cannot be reached.
+    pub readiness: Readiness,
 }
 
 impl Source {
@@ -165,6 +212,8 @@ impl Source {
             offsets: offsets.clone(),
             drain: fetch.drain,
             assigned: AtomicBool::new(false),
+            readiness: fetch.readiness.clone(),
+            brokers: e.brokers.clone(),
         };
         let mut c = config(&e.brokers);
         c.set("group.id", e.group.as_deref().unwrap_or_default())
@@ -202,6 +251,15 @@ impl Source {
         })
     }
 
+    /// Marks inputs abandoned (a fatal error): never committed past, not waited for.
+    pub fn abandon<'a>(&self, coords: impl Iterator<Item = &'a Coords>) {
+        for c in coords {
+            if let Offset::Kafka(o) = c.offset {
+                self.offsets.abandon(&(c.topic.to_string(), c.partition), o);
+            }
+        }
+    }
+
     /// Marks inputs done; the fetch thread commits them.
     pub fn done(&self, coords: &[Coords]) {
         for c in coords {
@@ -225,6 +283,16 @@ impl Source {
     }
 }
 
+/// Commits what is done when [`COMMIT_EVERY`] has passed since the last commit.
+fn commit_now(consumer: &BaseConsumer<Context>, offsets: &Offsets, last_commit: &mut Instant) {
+    if last_commit.elapsed() >= COMMIT_EVERY {
+        if let Err(e) = commit(consumer, offsets, None) {
+            tracing::warn!(error = %e, "kafka commit failed; retrying");
+        }
+        *last_commit = Instant::now();
+    }
+}
+
 fn fetch_loop(
     consumer: BaseConsumer<Context>,
     topic: Arc<str>,
@@ -232,11 +300,49 @@ fn fetch_loop(
     fetch: Fetch,
 ) -> Result<(), String> {
     let mut paused = false;
+    let mut full_since: Option<Instant> = None;
     let mut last_commit = Instant::now();
+    let mut last_report = Instant::now();
     while !fetch.stop.load(Ordering::Acquire) {
+        if last_report.elapsed() >= Duration::from_secs(5)
+            && tracing::enabled!(tracing::Level::DEBUG)
+        {
+            last_report = Instant::now();
+            let position = consumer
+                .position()
+                .map(|t| {
+                    let mut p: Vec<_> = t
+                        .to_topic_map()
+                        .into_iter()
+                        .map(|((_, p), o)| (p, o))
+                        .collect();
+                    p.sort_by_key(|(p, _)| *p);
+                    format!("{p:?}")
+                })
+                .unwrap_or_default();
+            tracing::debug!(paused, in_flight = fetch.in_flight.count(), %position, "fetch state");
+        }
         let full = fetch.in_flight.room() == 0;
-        let reassigned = consumer.context().assigned.swap(false, Ordering::AcqRel);
-        if full && (!paused || reassigned) {
+        if consumer.context().assigned.swap(false, Ordering::AcqRel) {
+            // A new assignment arrives resumed (see `post_rebalance`).
+            paused = false;
+        }
+        if !full {
+            full_since = None;
+        }
+        if full && !paused {
+            // At the cap: wait for room without polling (librdkafka's prefetch queue is
+            // bounded, and what it holds is kept). Only a longer wait pauses the partitions and
+            // polls, so that the process stays in the group: a pause makes librdkafka drop
+            // what it prefetched and fetch it again on resume, and pausing at every batch
+            // (the cap is reached all the time when labeling is the bottleneck) made fetching
+            // crawl and starved partitions.
+            let since = *full_since.get_or_insert_with(Instant::now);
+            if since.elapsed() < PAUSE_AFTER {
+                std::thread::sleep(Duration::from_millis(5));
+                commit_now(&consumer, &offsets, &mut last_commit);
+                continue;
+            }
             if let Ok(tpl) = consumer.assignment() {
                 let _ = consumer.pause(&tpl);
             }
@@ -270,12 +376,7 @@ fn fetch_loop(
                 }
             }
         }
-        if last_commit.elapsed() >= COMMIT_EVERY {
-            if let Err(e) = commit(&consumer, &offsets, None) {
-                tracing::warn!(error = %e, "kafka commit failed; retrying");
-            }
-            last_commit = Instant::now();
-        }
+        commit_now(&consumer, &offsets, &mut last_commit);
     }
     drop(fetch.tx);
     if !offsets.wait_done(None, fetch.drain) {

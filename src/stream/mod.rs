@@ -14,7 +14,10 @@
 //! Errors: a bad record is a dead letter, never an error. A store or Redis that cannot be
 //! reached is retried with back-off (the stream stalls, `/readyz` says 503). A Kafka delivery
 //! that fails after librdkafka's own retries, or a failure of the encoder, ends the job with
-//! an error and without committing what it had not written: a restart reads it again.
+//! an error and without committing what it had not written: a restart reads it again. The
+//! inputs of a failed batch (and of every batch after it) are abandoned: a commit stops below
+//! them and the drain does not wait for them, so the job ends as soon as the batches already
+//! being written are done, with those committed.
 //!
 //! Shutdown (the `shutdown` future, SIGTERM in the CLI): stop fetching, finish and commit
 //! what is in flight, leave the group, return.
@@ -69,6 +72,9 @@ pub struct ConsumeJob {
     pub metrics: Option<SocketAddr>,
     /// How long a revocation or shutdown waits for in-flight inputs.
     pub drain_timeout: Duration,
+    /// Redis: other consumers of the group idle longer than this are removed (`XGROUP
+    /// DELCONSUMER`) once their pending entries are claimed.
+    pub consumer_idle_timeout: Duration,
 }
 
 /// What a run did.
@@ -229,6 +235,7 @@ pub async fn run(
                 in_flight: in_flight.clone(),
                 stop: stop.clone(),
                 drain: job.drain_timeout,
+                readiness: readiness.clone(),
             },
         )?),
         Endpoint::Redis(r) => Source::Redis(
@@ -239,6 +246,8 @@ pub async fn run(
                     in_flight: in_flight.clone(),
                     stop: stop.clone(),
                     batch: job.batch_docs.max(1),
+                    readiness: readiness.clone(),
+                    consumer_idle: job.consumer_idle_timeout,
                 },
             )
             .await?,
@@ -361,6 +370,7 @@ async fn pump(
         }
         if failure.is_some() {
             // Not written, not committed: read again after a restart.
+            pipeline.abandon(&batch);
             continue;
         }
         while tasks.len() >= BATCHES_AT_ONCE {
@@ -371,8 +381,19 @@ async fn pump(
         while let Some(r) = tasks.try_join_next() {
             note(r, &mut failure);
         }
+        if failure.is_some() {
+            // A batch failed while this one waited for room: not written either.
+            pipeline.abandon(&batch);
+            continue;
+        }
         let p = pipeline.clone();
-        tasks.spawn(async move { p.batch(batch).await });
+        tasks.spawn(async move {
+            let result = p.batch(&batch).await;
+            if result.is_err() {
+                p.abandon(&batch);
+            }
+            result
+        });
     }
     while let Some(r) = tasks.join_next().await {
         note(r, &mut failure);
@@ -381,8 +402,17 @@ async fn pump(
 }
 
 impl Pipeline {
+    /// Gives up on inputs that will not be written (the job is stopping on a fatal error):
+    /// they stay uncommitted, nothing waits for them, and their room is freed.
+    fn abandon(&self, batch: &[Input]) {
+        if let Source::Kafka(k) = &self.source {
+            k.abandon(batch.iter().map(|i| &i.coords));
+        }
+        self.in_flight.give(batch.len());
+    }
+
     /// Labels, writes and commits one batch.
-    async fn batch(&self, batch: Vec<Input>) -> Result<(), ConsumeError> {
+    async fn batch(&self, batch: &[Input]) -> Result<(), ConsumeError> {
         let mut docs = Vec::new();
         let mut good = Vec::new();
         let mut dead = Vec::new();
@@ -437,7 +467,7 @@ impl Pipeline {
             Source::Redis(r) => r.done(&coords, &self.stop).await?,
         }
         let now = Instant::now();
-        for input in &batch {
+        for input in batch {
             metrics::histogram!("hermes_consume_latency_seconds")
                 .record((now - input.fetched).as_secs_f64());
         }

@@ -14,6 +14,9 @@ pub type Partition = (String, i32);
 struct State {
     /// Fetched and not yet done.
     pending: BTreeSet<i64>,
+    /// Fetched and never to be done by this process (their batch failed, the job stops): a
+    /// commit stops below them, and nothing waits for them.
+    abandoned: BTreeSet<i64>,
     /// One past the highest offset fetched.
     next: i64,
     /// The last offset committed (or -1 before any).
@@ -22,7 +25,8 @@ struct State {
 
 impl State {
     fn committable(&self) -> i64 {
-        self.pending.first().copied().unwrap_or(self.next)
+        let first = |set: &BTreeSet<i64>| set.first().copied().unwrap_or(self.next);
+        first(&self.pending).min(first(&self.abandoned))
     }
 }
 
@@ -55,6 +59,17 @@ impl Offsets {
     pub fn done(&self, part: &Partition, offset: i64) {
         if let Some(s) = self.lock().get_mut(part) {
             s.pending.remove(&offset);
+        }
+        self.changed.notify_all();
+    }
+
+    /// Marks `offset` as one this process will not write (a fatal error stops the job): a
+    /// commit never passes it, and [`Offsets::wait_done`] no longer waits for it.
+    pub fn abandon(&self, part: &Partition, offset: i64) {
+        if let Some(s) = self.lock().get_mut(part)
+            && s.pending.remove(&offset)
+        {
+            s.abandoned.insert(offset);
         }
         self.changed.notify_all();
     }
@@ -153,6 +168,25 @@ mod tests {
         o.forget(&[p(1)]);
         o.done(&p(1), 0);
         assert!(o.wait_done(None, Duration::ZERO));
+    }
+
+    #[test]
+    fn an_abandoned_offset_is_not_waited_for_and_never_passed() {
+        let o = Offsets::default();
+        for off in 0..4 {
+            o.fetched(&p(0), off);
+        }
+        o.done(&p(0), 0);
+        o.abandon(&p(0), 1);
+        o.done(&p(0), 2);
+        assert!(!o.wait_done(None, Duration::ZERO), "3 is still pending");
+        o.done(&p(0), 3);
+        assert!(o.wait_done(None, Duration::ZERO), "1 will never be done");
+        assert_eq!(
+            o.to_commit(None),
+            vec![(p(0), 1)],
+            "not past the abandoned 1"
+        );
     }
 
     #[test]

@@ -8,7 +8,15 @@
 //! [`BLOCK_MS`]). An input is acknowledged (`XACK`) only once its output and dead letters are
 //! written. Reads and acknowledgements use two connections, so a blocked read never delays
 //! a commit. A Redis that cannot be reached is retried with back-off: the stream stalls and
-//! loses nothing.
+//! loses nothing, and `/readyz` answers 503 until a command on the source succeeds again.
+//!
+//! An entry deleted from the stream (`XDEL`, `MAXLEN` trimming) while pending comes back from
+//! `XREADGROUP … 0` as its id without fields: there is nothing to label, so it is
+//! acknowledged, logged with its id and counted (`hermes_consume_deleted_pending_total`);
+//! `XAUTOCLAIM` drops such entries itself and they are logged and counted the same way.
+//! Other consumers of the group idle longer than `--consumer-idle-timeout-s` (a process
+//! gone for good, under a name that will not come back) have their pending entries claimed
+//! (`XCLAIM`) and processed here, and are then removed (`XGROUP DELCONSUMER`).
 //!
 //! **Sink.** `XADD stream * value JSON`, pipelined per batch.
 
@@ -16,8 +24,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use redis::Value;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply};
+use redis::streams::{StreamAutoClaimReply, StreamReadOptions};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -25,6 +34,7 @@ use super::endpoint::RedisEndpoint;
 use super::inflight::InFlight;
 use super::record::{Coords, Input, Offset};
 use super::{ConsumeError, Outgoing};
+use crate::ops::health::Readiness;
 
 /// How long one blocking read waits for new entries (how quickly the task sees its stop flag).
 pub const BLOCK_MS: usize = 500;
@@ -48,15 +58,39 @@ async fn connect(server: &str, response: Duration) -> Result<ConnectionManager, 
         .map_err(|e| format!("redis at {addr}: {e}"))
 }
 
-/// Retries `f` with back-off (100 ms doubling to 5 s) until it succeeds or `stop` is set.
-async fn retrying<T, F, Fut>(what: &str, stop: &AtomicBool, mut f: F) -> Option<T>
+/// `/readyz` for the source's server: the result of the last command on it.
+#[derive(Clone)]
+struct Health {
+    readiness: Readiness,
+    /// `host:port`, without credentials.
+    addr: String,
+}
+
+/// Retries `f` with back-off (100 ms doubling to 5 s) until it succeeds or `stop` is set;
+/// with `health`, each answer or failure says whether the server can be reached.
+async fn retrying<T, F, Fut>(
+    what: &str,
+    stop: &AtomicBool,
+    health: Option<&Health>,
+    mut f: F,
+) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, String>>,
 {
     let mut wait = Duration::from_millis(100);
     loop {
-        match f().await {
+        let result = f().await;
+        if let Some(h) = health {
+            match &result {
+                Ok(_) => h.readiness.broker_up(),
+                Err(e) => h.readiness.broker_down(format!(
+                    "the Redis server {} cannot be reached ({what}): {e}",
+                    h.addr
+                )),
+            }
+        }
+        match result {
             Ok(v) => return Some(v),
             Err(e) => {
                 if stop.load(Ordering::Acquire) {
@@ -82,6 +116,7 @@ pub struct Source {
     acks: ConnectionManager,
     stream: String,
     group: String,
+    health: Health,
     task: JoinHandle<()>,
 }
 
@@ -92,6 +127,10 @@ pub struct Fetch {
     pub stop: Arc<AtomicBool>,
     /// Entries per read at most.
     pub batch: usize,
+    /// `/readyz`: turned 503 while the server cannot be reached.
+    pub readiness: Readiness,
+    /// Other consumers idle longer than this are removed once their entries are claimed.
+    pub consumer_idle: Duration,
 }
 
 impl Source {
@@ -117,7 +156,12 @@ impl Source {
         }
         let consumer = e.consumer.clone().unwrap_or_else(host_name);
         tracing::info!(stream = %e.stream, %group, %consumer, "joined the consumer group");
+        let health = Health {
+            readiness: fetch.readiness.clone(),
+            addr: e.address().0.to_string(),
+        };
         let reader = Reader {
+            health: health.clone(),
             conn: reads,
             stream: e.stream.clone(),
             topic: e.stream.as_str().into(),
@@ -130,6 +174,7 @@ impl Source {
             acks,
             stream: e.stream.clone(),
             group,
+            health,
             task,
         })
     }
@@ -147,7 +192,7 @@ impl Source {
             return Ok(());
         }
         let started = Instant::now();
-        let acked = retrying("redis XACK", stop, || {
+        let acked = retrying("redis XACK", stop, Some(&self.health), || {
             let mut conn = self.acks.clone();
             let cmd = redis::cmd("XACK")
                 .arg(&self.stream)
@@ -191,12 +236,97 @@ fn host_name() -> String {
 }
 
 struct Reader {
+    health: Health,
     conn: ConnectionManager,
     stream: String,
     topic: Arc<str>,
     group: String,
     consumer: String,
     claim_idle: Duration,
+}
+
+/// An entry read from the stream: its id and its `value` field, or no fields at all when it
+/// was deleted from the stream while pending.
+struct Entry {
+    id: String,
+    deleted: bool,
+    value: Option<Vec<u8>>,
+}
+
+fn bytes(v: &Value) -> Option<Vec<u8>> {
+    match v {
+        Value::BulkString(b) => Some(b.clone()),
+        Value::SimpleString(s) => Some(s.clone().into_bytes()),
+        _ => None,
+    }
+}
+
+/// Entries as `XREADGROUP`, `XCLAIM` and `XRANGE` give them: `[[id, [field, value, …] | nil], …]`.
+fn parse_entries(list: &Value) -> Result<Vec<Entry>, String> {
+    let Value::Array(list) = list else {
+        return match list {
+            Value::Nil => Ok(Vec::new()),
+            other => Err(format!("unexpected entries {other:?}")),
+        };
+    };
+    let mut out = Vec::with_capacity(list.len());
+    for e in list {
+        let (id, fields) = match e {
+            Value::Array(pair) if !pair.is_empty() => (&pair[0], pair.get(1)),
+            // A claim of an entry deleted meanwhile may answer nil in its place.
+            Value::Nil => continue,
+            other => return Err(format!("unexpected entry {other:?}")),
+        };
+        let id = bytes(id)
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| format!("unexpected entry id {id:?}"))?;
+        let (deleted, value) = match fields {
+            None | Some(Value::Nil) => (true, None),
+            Some(Value::Array(kv)) if kv.is_empty() => (true, None),
+            Some(Value::Array(kv)) => {
+                let value = kv
+                    .chunks(2)
+                    .find(|p| bytes(&p[0]).as_deref() == Some(b"value"))
+                    .and_then(|p| p.get(1).and_then(bytes));
+                (false, value)
+            }
+            Some(Value::Map(kv)) => {
+                let value = kv
+                    .iter()
+                    .find(|(k, _)| bytes(k).as_deref() == Some(b"value"))
+                    .and_then(|(_, v)| bytes(v));
+                (kv.is_empty(), value)
+            }
+            Some(other) => return Err(format!("unexpected fields {other:?}")),
+        };
+        out.push(Entry { id, deleted, value });
+    }
+    Ok(out)
+}
+
+/// An `XREADGROUP` answer: nil, or `[[stream, entries]]` (RESP2) or `{stream: entries}` (RESP3).
+fn parse_read(v: &Value) -> Result<Vec<Entry>, String> {
+    match v {
+        Value::Nil => Ok(Vec::new()),
+        Value::Array(streams) => {
+            let mut out = Vec::new();
+            for s in streams {
+                match s {
+                    Value::Array(kv) if kv.len() == 2 => out.extend(parse_entries(&kv[1])?),
+                    other => return Err(format!("unexpected stream {other:?}")),
+                }
+            }
+            Ok(out)
+        }
+        Value::Map(streams) => {
+            let mut out = Vec::new();
+            for (_, entries) in streams {
+                out.extend(parse_entries(entries)?);
+            }
+            Ok(out)
+        }
+        other => Err(format!("unexpected XREADGROUP answer {other:?}")),
+    }
 }
 
 impl Reader {
@@ -218,17 +348,22 @@ impl Reader {
                 return;
             }
         }
-        // 2. Entries other consumers left pending, then new entries.
+        // 2. Entries other consumers left pending, then new entries; now and then, consumers
+        // gone for good are removed.
         let mut claim_cursor = "0-0".to_string();
         let mut next_claim = Instant::now();
         let mut next_lag = Instant::now();
+        let gone_every =
+            (fetch.consumer_idle / 2).clamp(Duration::from_millis(500), LAG_EVERY * 60);
+        let mut next_gone = Instant::now();
         while !stop.load(Ordering::Acquire) {
             let n = self.room(&fetch).await;
             if n == 0 {
                 continue;
             }
             if Instant::now() >= next_claim {
-                let Some((next, claimed)) = self.claim(&claim_cursor, n, &stop).await else {
+                let Some((next, claimed, deleted)) = self.claim(&claim_cursor, n, &stop).await
+                else {
                     return;
                 };
                 if next == "0-0" {
@@ -236,6 +371,14 @@ impl Reader {
                     next_claim = Instant::now() + self.claim_idle / 2;
                 }
                 claim_cursor = next;
+                if !deleted.is_empty() {
+                    tracing::warn!(
+                        ids = ?deleted,
+                        "pending entries deleted from the stream: XAUTOCLAIM dropped them, nothing to label"
+                    );
+                    metrics::counter!("hermes_consume_deleted_pending_total")
+                        .increment(deleted.len() as u64);
+                }
                 if !claimed.is_empty() {
                     tracing::info!(
                         entries = claimed.len(),
@@ -245,6 +388,19 @@ impl Reader {
                         return;
                     }
                     continue;
+                }
+            }
+            if Instant::now() >= next_gone {
+                next_gone = Instant::now() + gone_every;
+                match self.gone(fetch.consumer_idle, n).await {
+                    Ok(claimed) if !claimed.is_empty() => {
+                        if self.send(claimed, &fetch).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "looking for consumers gone for good"),
                 }
             }
             let Some(entries) = self.read(">", n, Some(BLOCK_MS), &stop).await else {
@@ -272,10 +428,10 @@ impl Reader {
         count: usize,
         block: Option<usize>,
         stop: &AtomicBool,
-    ) -> Option<Vec<StreamId>> {
+    ) -> Option<Vec<Entry>> {
         let (conn, stream) = (self.conn.clone(), self.stream.clone());
         let (group, consumer) = (self.group.clone(), self.consumer.clone());
-        retrying("redis XREADGROUP", stop, || {
+        retrying("redis XREADGROUP", stop, Some(&self.health), || {
             let mut options = StreamReadOptions::default()
                 .group(&group, &consumer)
                 .count(count);
@@ -284,13 +440,13 @@ impl Reader {
             }
             let (mut conn, stream) = (conn.clone(), stream.clone());
             async move {
-                let reply: Option<StreamReadReply> =
+                // Parsed here, not by the crate: a pending entry deleted from the stream is
+                // its id with nil fields.
+                let reply: Value =
                     redis::AsyncCommands::xread_options(&mut conn, &[&stream], &[id], &options)
                         .await
                         .map_err(|e| e.to_string())?;
-                Ok(reply
-                    .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
-                    .unwrap_or_default())
+                parse_read(&reply)
             }
         })
         .await
@@ -301,7 +457,7 @@ impl Reader {
         cursor: &str,
         count: usize,
         stop: &AtomicBool,
-    ) -> Option<(String, Vec<StreamId>)> {
+    ) -> Option<(String, Vec<Entry>, Vec<String>)> {
         let idle_ms = self.claim_idle.as_millis() as u64;
         let (conn, stream, group, consumer) = (
             self.conn.clone(),
@@ -309,7 +465,7 @@ impl Reader {
             self.group.clone(),
             self.consumer.clone(),
         );
-        retrying("redis XAUTOCLAIM", stop, || {
+        retrying("redis XAUTOCLAIM", stop, Some(&self.health), || {
             let mut conn = conn.clone();
             let cmd = redis::cmd("XAUTOCLAIM")
                 .arg(&stream)
@@ -325,34 +481,143 @@ impl Reader {
                     .query_async(&mut conn)
                     .await
                     .map_err(|e| e.to_string())?;
-                Ok((reply.next_stream_id, reply.claimed))
+                let claimed = reply
+                    .claimed
+                    .into_iter()
+                    .map(|e| Entry {
+                        deleted: e.map.is_empty(),
+                        value: e.map.get("value").and_then(bytes),
+                        id: e.id,
+                    })
+                    .collect();
+                Ok((reply.next_stream_id, claimed, reply.deleted_ids))
             }
         })
         .await
     }
 
-    async fn send(&self, entries: Vec<StreamId>, fetch: &Fetch) -> Result<(), ()> {
+    /// Other consumers idle longer than `idle` (gone for good): their pending entries are
+    /// claimed (at most `count` now, returned to be processed here), and a consumer with none
+    /// left is removed from the group.
+    async fn gone(&mut self, idle: Duration, count: usize) -> Result<Vec<Entry>, String> {
+        let consumers: Vec<std::collections::HashMap<String, Value>> = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(&self.stream)
+            .arg(&self.group)
+            .query_async(&mut self.conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        let int = |c: &std::collections::HashMap<String, Value>, k: &str| {
+            c.get(k)
+                .and_then(|v| redis::from_redis_value_ref::<i64>(v).ok())
+                .unwrap_or(0)
+        };
+        let idle_ms = idle.as_millis() as i64;
+        let mut claimed = Vec::new();
+        for c in &consumers {
+            let Some(name) = c
+                .get("name")
+                .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
+            else {
+                continue;
+            };
+            let (pending, idle_now) = (int(c, "pending"), int(c, "idle"));
+            if name == self.consumer || idle_now < idle_ms {
+                continue;
+            }
+            if pending == 0 {
+                let _: i64 = redis::cmd("XGROUP")
+                    .arg("DELCONSUMER")
+                    .arg(&self.stream)
+                    .arg(&self.group)
+                    .arg(&name)
+                    .query_async(&mut self.conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tracing::info!(consumer = %name, idle_ms = idle_now, "removed a consumer gone for good (idle past --consumer-idle-timeout-s, nothing pending)");
+                metrics::counter!("hermes_consume_consumers_removed_total").increment(1);
+                continue;
+            }
+            if claimed.len() >= count {
+                continue;
+            }
+            let rows: Vec<(String, String, i64, i64)> = redis::cmd("XPENDING")
+                .arg(&self.stream)
+                .arg(&self.group)
+                .arg("-")
+                .arg("+")
+                .arg(count - claimed.len())
+                .arg(&name)
+                .query_async(&mut self.conn)
+                .await
+                .map_err(|e| e.to_string())?;
+            if rows.is_empty() {
+                continue;
+            }
+            let ids: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+            let reply: Value = redis::cmd("XCLAIM")
+                .arg(&self.stream)
+                .arg(&self.group)
+                .arg(&self.consumer)
+                .arg(0)
+                .arg(&ids)
+                .query_async(&mut self.conn)
+                .await
+                .map_err(|e| e.to_string())?;
+            let entries = parse_entries(&reply)?;
+            tracing::info!(consumer = %name, idle_ms = idle_now, entries = entries.len(), "claimed the pending entries of a consumer gone for good (idle past --consumer-idle-timeout-s)");
+            claimed.extend(entries);
+        }
+        Ok(claimed)
+    }
+
+    /// Sends entries down the pipeline; entries deleted from the stream while pending are
+    /// acknowledged here instead (nothing to label).
+    async fn send(&mut self, entries: Vec<Entry>, fetch: &Fetch) -> Result<(), ()> {
+        let (deleted, entries): (Vec<Entry>, Vec<Entry>) =
+            entries.into_iter().partition(|e| e.deleted);
+        if !deleted.is_empty() {
+            let ids: Vec<&str> = deleted.iter().map(|e| e.id.as_str()).collect();
+            let conn = self.conn.clone();
+            let (stream, group) = (self.stream.clone(), self.group.clone());
+            let acked = retrying("redis XACK", &fetch.stop, Some(&self.health), || {
+                let mut conn = conn.clone();
+                let cmd = redis::cmd("XACK")
+                    .arg(&stream)
+                    .arg(&group)
+                    .arg(&ids)
+                    .clone();
+                async move {
+                    cmd.query_async::<i64>(&mut conn)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+            })
+            .await;
+            if acked.is_none() {
+                return Err(());
+            }
+            tracing::warn!(
+                ids = ?ids,
+                "pending entries deleted from the stream (XDEL or trimming): acknowledged, nothing to label"
+            );
+            metrics::counter!("hermes_consume_deleted_pending_total").increment(ids.len() as u64);
+        }
         fetch.in_flight.take(entries.len());
         for e in entries {
-            let payload = match e.map.get("value") {
-                Some(redis::Value::BulkString(b)) => Some(b.clone()),
-                Some(redis::Value::SimpleString(s)) => Some(s.clone().into_bytes()),
-                _ => None,
-            };
             let input = Input {
                 coords: Coords {
                     topic: self.topic.clone(),
                     partition: 0,
                     offset: Offset::Redis(e.id),
                 },
-                payload,
+                payload: e.value,
                 fetched: Instant::now(),
             };
             fetch.tx.send(input).await.map_err(|_| ())?;
         }
         Ok(())
     }
-
     /// `XINFO GROUPS`' `lag` of this group (entries not yet delivered to it; Redis 7+).
     async fn report_lag(&mut self) {
         let groups: Result<Vec<std::collections::HashMap<String, redis::Value>>, _> =
@@ -423,7 +688,7 @@ impl Sink {
                 .arg(&r.value)
                 .ignore();
         }
-        retrying("redis XADD", stop, || {
+        retrying("redis XADD", stop, None, || {
             let (mut conn, pipe) = (self.conn.clone(), pipe.clone());
             async move {
                 pipe.query_async::<()>(&mut conn)

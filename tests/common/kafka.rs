@@ -29,7 +29,7 @@ pub const ONE_RECORD_BATCHES: &str = "batch.num.messages=1";
 
 /// The broker, killed when dropped ([`Proc`]).
 pub struct Tansu {
-    _child: Proc,
+    child: Option<Proc>,
     pub port: u16,
     /// One producer for every [`Tansu::produce`]: connecting costs more than a small batch.
     producer: std::sync::OnceLock<FutureProducer>,
@@ -43,6 +43,31 @@ pub const TANSU: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/.cache/tansu/tansu
 impl Tansu {
     pub fn start() -> Tansu {
         let port = free_port();
+        Tansu {
+            child: Some(Self::spawn(port)),
+            port,
+            producer: std::sync::OnceLock::new(),
+            batched: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// `kill -9` of the broker (in memory: its topics, records and groups go with it).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill9();
+        }
+    }
+
+    /// A new broker on the same port (empty: create the topics again).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = Some(Self::spawn(self.port));
+        // The idempotent producers' ids and sequences died with the old broker.
+        self.producer = std::sync::OnceLock::new();
+        self.batched = std::sync::OnceLock::new();
+    }
+
+    fn spawn(port: u16) -> Proc {
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Proc::spawn(
             Command::new(TANSU)
@@ -63,12 +88,31 @@ impl Tansu {
             assert!(Instant::now() < deadline, "tansu did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Tansu {
-            _child: child,
-            port,
-            producer: std::sync::OnceLock::new(),
-            batched: std::sync::OnceLock::new(),
+        child
+    }
+
+    /// The offsets `group` committed on `topic`, summed over `partitions` (0 where none).
+    pub fn committed(&self, group: &str, topic: &str, partitions: i32) -> i64 {
+        let consumer: BaseConsumer = self
+            .config()
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition(topic, p);
         }
+        let got = consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .unwrap();
+        got.elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(o) => o,
+                _ => 0,
+            })
+            .sum()
     }
 
     pub fn brokers(&self) -> String {

@@ -72,6 +72,21 @@ impl Redis {
         }
     }
 
+    /// `kill -9` (with `appendfsync always`, every write answered is in the AOF already).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill9();
+        }
+    }
+
+    /// A connection to it.
+    pub fn conn(&self) -> ::redis::Connection {
+        ::redis::Client::open(self.url())
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+
     /// SIGTERM: Redis finishes writing its AOF and exits.
     pub fn down(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -32,6 +32,34 @@ impl Broker {
         }
     }
 
+    /// `kill -9` of the broker process.
+    pub fn kill(&mut self) {
+        match self {
+            Broker::Kafka(t) => t.kill(),
+            Broker::Redis(r, _) => r.kill(),
+        }
+    }
+
+    /// The broker again on the same port (Redis from its AOF; tansu, in memory, empty: the
+    /// topics are created again).
+    pub async fn restart(&mut self, topics: &[&str]) {
+        match self {
+            Broker::Kafka(t) => {
+                t.restart();
+                t.create_topics(topics, 3).await;
+            }
+            Broker::Redis(r, _) => r.up(),
+        }
+    }
+
+    /// `host:port` of the broker.
+    pub fn address(&self) -> String {
+        match self {
+            Broker::Kafka(t) => t.brokers(),
+            Broker::Redis(r, _) => format!("127.0.0.1:{}", r.port),
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Broker::Kafka(_) => "kafka",
@@ -130,7 +158,12 @@ pub struct Consumer {
 impl Consumer {
     pub async fn start(args: &[String], dir: &std::path::Path, n: usize) -> Consumer {
         let metrics = free_port();
-        let log = dir.join(format!("consume-{n}.log"));
+        // HERMES_TEST_LOG_DIR keeps the consumers' logs after the test (its temporary
+        // directory goes with it).
+        let log = match std::env::var_os("HERMES_TEST_LOG_DIR") {
+            Some(keep) => PathBuf::from(keep).join(format!("consume-{n}-{metrics}.log")),
+            None => dir.join(format!("consume-{n}.log")),
+        };
         let child = Proc::spawn(
             Command::new(BIN)
                 .args(["consume", "--log-format", "json"])
@@ -163,6 +196,22 @@ impl Consumer {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.metrics)
+    }
+
+    /// `/readyz`: status and body.
+    pub async fn readyz(&self) -> (u16, Value) {
+        let r = client()
+            .get(self.url("/readyz"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("/readyz: {e}; log:\n{}", self.log_text()));
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+
+    /// The exit status, waiting at most `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        self.child.wait_timeout(timeout)
     }
 
     pub fn log_text(&self) -> String {
