@@ -36,13 +36,15 @@ enum Kind {
 
 const KINDS: [Kind; 3] = [Kind::Label, Kind::Lookup, Kind::Stream];
 
-/// One request: when it was sent (s from the start), its status (0: no answer), its latency.
-#[derive(Clone, Copy)]
+/// One request: when it was sent (s from the start), its status (0: no answer), its latency,
+/// and for an error its `error.code`.
+#[derive(Clone)]
 struct Request {
     kind: Kind,
     at: f64,
     status: u16,
     ms: f64,
+    code: String,
 }
 
 #[derive(Default)]
@@ -81,11 +83,20 @@ async fn send(
         }
         Err(_) => (0, None),
     };
+    let code = match (&body, status) {
+        (_, 200) => String::new(),
+        (Some(b), _) => serde_json::from_slice::<Value>(b)
+            .ok()
+            .and_then(|v| v["error"]["code"].as_str().map(String::from))
+            .unwrap_or_default(),
+        (None, _) => "no answer".into(),
+    };
     log.lock().unwrap().requests.push(Request {
         kind,
         at,
         status,
         ms: sent.elapsed().as_secs_f64() * 1e3,
+        code,
     });
     if status != 200 {
         return None;
@@ -131,15 +142,7 @@ async fn main() {
     let mut redis = Redis::start(dir.path(), port);
     let store = redis.url();
     // A small id cache, full within the warm-up, so memory after it is the steady state.
-    let server = Server::start(&[
-        "--store",
-        &store,
-        "--store-timeout-ms",
-        "500",
-        "--cache-ids",
-        "4096",
-    ])
-    .await;
+    let server = Server::start(&["--store", &store, "--cache-ids", "4096"]).await;
     let source =
         format!("redis://127.0.0.1:{port}/0/documents?group=soak&consumer=c1&claim-idle-ms=5000");
     let sink = format!("redis://127.0.0.1:{port}/0/codes");
@@ -471,8 +474,8 @@ fn report(log: &Log, faults: &Faults, total: f64, produced: usize, missing: usiz
     );
     for r in bad.iter().take(5) {
         out += &format!(
-            "  - {:?} at {:.1} s: status {} after {:.0} ms\n",
-            r.kind, r.at, r.status, r.ms
+            "  - {:?} at {:.1} s: status {} ({}) after {:.0} ms\n",
+            r.kind, r.at, r.status, r.code, r.ms
         );
     }
     out += &format!(
