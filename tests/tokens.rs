@@ -1,7 +1,8 @@
 //! `hermes label --count-tokens`: the `tokens` column against an independent re-computation in
 //! Python (`tokenizers`, the venv's pinned version) on the same texts, row by row, for a
-//! byte-level BPE trained here on the wiki corpus and for the bundle's WordPiece; the flag's
-//! refusals; the done marker's tokenizer; and `hermes stats`' tokens per bucket.
+//! byte-level BPE and a Unigram trained here on the wiki corpus and for the bundle's WordPiece;
+//! the flag's refusals; the done marker's tokenizer; `hermes stats`' tokens per bucket; and
+//! `hermes mix` reading the column as its size unit.
 
 mod common;
 
@@ -43,7 +44,7 @@ fn py(script: &str, args: &[&Path]) -> String {
 /// A byte-level BPE (vocabulary 2,000) trained on the first wiki documents, saved with a
 /// post-processor that adds a special token and with truncation at 50: neither may touch a
 /// count.
-const TRAIN: &str = r#"
+const TRAIN_BPE: &str = r#"
 import json, sys
 from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers, processors
 corpus, out = sys.argv[1], sys.argv[2]
@@ -62,6 +63,26 @@ tok.train_from_iterator(texts, trainer)
 tok.post_processor = processors.TemplateProcessing(
     single="<|endoftext|> $A", special_tokens=[("<|endoftext|>", 0)])
 tok.enable_truncation(50)
+tok.save(out)
+"#;
+
+/// A Unigram (vocabulary 1,000; NFKC, Metaspace), as SentencePiece-style tokenizers are.
+const TRAIN_UNIGRAM: &str = r#"
+import json, sys
+from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers, normalizers
+corpus, out = sys.argv[1], sys.argv[2]
+texts = []
+with open(corpus, encoding="utf-8") as f:
+    for i, line in enumerate(f):
+        if i >= 1000:
+            break
+        texts.append(json.loads(line)["text"])
+tok = Tokenizer(models.Unigram())
+tok.normalizer = normalizers.NFKC()
+tok.pre_tokenizer = pre_tokenizers.Metaspace()
+tok.decoder = decoders.Metaspace()
+tok.train_from_iterator(texts, trainers.UnigramTrainer(
+    vocab_size=1000, special_tokens=["<unk>"], unk_token="<unk>"))
 tok.save(out)
 "#;
 
@@ -220,9 +241,10 @@ fn compare(input: &Path, files: &[&Path], out: &Path, tokenizer: &Path) {
 fn token_counts_equal_python_row_by_row() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let bpe = dir.join("bpe.json");
+    let (bpe, unigram) = (dir.join("bpe.json"), dir.join("unigram.json"));
     let wiki_jsonl = Path::new(ROOT).join(".cache/data/wiki.jsonl");
-    py(TRAIN, &[&wiki_jsonl, &bpe]);
+    py(TRAIN_BPE, &[&wiki_jsonl, &bpe]);
+    py(TRAIN_UNIGRAM, &[&wiki_jsonl, &unigram]);
     let wordpiece = Path::new(ROOT).join("models/minilm-wiki/tokenizer.json");
 
     let input = dir.join("in");
@@ -241,6 +263,7 @@ fn token_counts_equal_python_row_by_row() {
     let (out_bpe, out_wp) = (dir.join("out-bpe"), dir.join("out-wp"));
     compare(&input, &files, &out_bpe, &bpe);
     compare(&input, &files, &out_wp, &wordpiece);
+    compare(&input, &files, &dir.join("out-unigram"), &unigram);
 
     // The same tokenizer again: every file is done.
     let o = label(&input, &out_bpe, &["--count-tokens", bpe.to_str().unwrap()]);
@@ -312,6 +335,31 @@ fn token_counts_equal_python_row_by_row() {
         n += 1;
     }
     assert_eq!(n, per_c1.len());
+
+    // mix reads the column as a size unit: its plan's total is the column's sum.
+    let spec = dir.join("spec.toml");
+    std::fs::write(
+        &spec,
+        "seed = 0\ndepth = 1\nbudget = 10000\nsize = \"tokens\"\nmax_epochs = 4\n\
+         [stage1]\nmethod = \"temperature\"\ntemperature = 2.0\n",
+    )
+    .unwrap();
+    let plan = dir.join("mix");
+    let o = hermes(&[
+        "mix",
+        "--codes",
+        out_wp.to_str().unwrap(),
+        "--spec",
+        spec.to_str().unwrap(),
+        "--out",
+        plan.to_str().unwrap(),
+        "--plan-only",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let plan: Value =
+        serde_json::from_str(&std::fs::read_to_string(plan.join("plan.json")).unwrap()).unwrap();
+    assert_eq!(plan["unit"], "tokens");
+    assert_eq!(plan["totals"]["size"].as_f64().unwrap(), total as f64);
 
     // Without --count-tokens: no tokens column, and stats says nothing of tokens.
     let out_none = dir.join("out-none");
