@@ -361,6 +361,20 @@ fn token_counts_equal_python_row_by_row() {
     assert_eq!(plan["unit"], "tokens");
     assert_eq!(plan["totals"]["size"].as_f64().unwrap(), total as f64);
 
+    // An output pieced together from two tokenizers' files (tasks run with different flags):
+    // stats refuses to sum them.
+    let mixed = dir.join("mixed");
+    for (from, file) in [(&out_bpe, "hard.jsonl"), (&out_wp, "wiki.jsonl")] {
+        for (sub, ext) in [("codes", "parquet"), ("done", "json")] {
+            std::fs::create_dir_all(mixed.join(sub)).unwrap();
+            let name = format!("{sub}/{file}.{ext}");
+            std::fs::copy(from.join(&name), mixed.join(&name)).unwrap();
+        }
+    }
+    let o = hermes(&["stats", "--input", mixed.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("not comparable"), "{}", stderr(&o));
+
     // Without --count-tokens: no tokens column, and stats says nothing of tokens.
     let out_none = dir.join("out-none");
     let o = label(&input, &out_none, &[]);

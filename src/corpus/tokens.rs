@@ -31,14 +31,10 @@ impl TokenCounter {
     /// Loads `path` (any Hugging Face `tokenizer.json`: BPE, WordPiece, Unigram, ...); the
     /// error names the file.
     pub fn load(path: &Path) -> Result<Self, String> {
-        let err = |e: &dyn std::fmt::Display| {
-            format!(
-                "--count-tokens {}: {e} (a Hugging Face tokenizer.json is expected)",
-                path.display()
-            )
-        };
+        let err = |e: &dyn std::fmt::Display| format!("--count-tokens {}: {e}", path.display());
         let bytes = std::fs::read(path).map_err(|e| err(&e))?;
-        let mut tokenizer = Tokenizer::from_bytes(&bytes).map_err(|e| err(&e))?;
+        let mut tokenizer = Tokenizer::from_bytes(&bytes)
+            .map_err(|e| err(&format_args!("not a Hugging Face tokenizer.json: {e}")))?;
         tokenizer.with_truncation(None).map_err(|e| err(&e))?;
         tokenizer.with_padding(None);
         Ok(Self {

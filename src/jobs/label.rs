@@ -310,13 +310,25 @@ impl Step for LabelStep<'_> {
 
     fn found(&self, done: &Done) -> Found {
         let found = Writer::of(done);
+        let marker = format!("{}/done/{}.json", self.job.out.display(), done.input);
         if found == self.ours {
             Found::Ours
+        } else if (&found.fingerprint, found.tier, &found.weights)
+            == (&self.ours.fingerprint, self.ours.tier, &self.ours.weights)
+        {
+            // The same codes, other token counts.
+            let by = |t: &Option<String>| match t {
+                Some(sha) => format!("token counts by tokenizer sha256 {sha}"),
+                None => "no token counts (no --count-tokens)".to_string(),
+            };
+            Found::Foreign(format!(
+                "{marker} has {}, this run {}: use another --out, or the --count-tokens of that output (one output holds the counts of one tokenizer)",
+                by(&found.tokens),
+                by(&self.ours.tokens)
+            ))
         } else {
             Found::Foreign(format!(
-                "{}/done/{} was written by {found}, not by this run's {}: use another --out (codes of two labelers must not mix in one output)",
-                self.job.out.display(),
-                format_args!("{}.json", done.input),
+                "{marker} was written by {found}, not by this run's {}: use another --out (codes of two labelers must not mix in one output)",
                 self.ours
             ))
         }
