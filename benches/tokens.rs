@@ -2,7 +2,8 @@
 //! tier without token counts, with the bundle's WordPiece `tokenizer.json`, and with a
 //! byte-level BPE (vocabulary 2,000, trained as tests/tokens.rs does, when the set-up venv
 //! is there), median of `HERMES_BENCH_RUNS` (3) runs each: docs/s (wall time of the whole
-//! command, bundle load included), the ratio to no counts, and peak RSS; then one 10 MB
+//! command, bundle load included), CPU seconds (what to read on a shared machine), their
+//! ratios to no counts, and peak RSS; then one 10 MB
 //! document, counted whole while it is labeled cut to `--max-doc-chars`: its peak RSS is the
 //! memory a count of one huge text takes. Run with `make bench-tokens`; the report goes to
 //! `target/bench/tokens.md`.
@@ -66,10 +67,10 @@ tok.save(sys.argv[2])
     ok.then(|| out.to_path_buf())
 }
 
-/// Median wall seconds and peak RSS (MiB) of `runs` labelings of `input`.
-fn label(input: &Path, out: &Path, extra: &[&str], runs: usize) -> (f64, f64) {
+/// Median wall seconds, CPU seconds and peak RSS (MiB) of `runs` labelings of `input`.
+fn label(input: &Path, out: &Path, extra: &[&str], runs: usize) -> (f64, f64, f64) {
     let bundle = support::default_bundle_dir();
-    let (mut secs, mut rss) = (Vec::new(), Vec::new());
+    let (mut secs, mut cpu, mut rss) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..runs {
         let _ = std::fs::remove_dir_all(out);
         let mut args = vec![
@@ -84,11 +85,16 @@ fn label(input: &Path, out: &Path, extra: &[&str], runs: usize) -> (f64, f64) {
             "static",
         ];
         args.extend_from_slice(extra);
-        let (s, r) = support::run_peak_rss(&args);
-        secs.push(s);
-        rss.push(r);
+        let u = support::run_usage(&args);
+        secs.push(u.wall_s);
+        cpu.push(u.cpu_s);
+        rss.push(u.peak_rss_mib);
     }
-    (support::median(secs), support::median(rss))
+    (
+        support::median(secs),
+        support::median(cpu),
+        support::median(rss),
+    )
 }
 
 fn main() {
@@ -108,28 +114,32 @@ fn main() {
     let mut report = format!(
         "# hermes label --count-tokens\n\n{}; `--encoder static`, {docs} wiki documents in 4 \
          files; median of {runs} runs; docs/s over the command's wall time (bundle load \
-         included).\n\n| tokens | s | docs/s | ratio | peak RSS MiB |\n|---|---|---|---|---|\n",
+         included), and CPU seconds (user + system: the cost on a machine shared with other \
+         work, where wall time depends on the neighbours).\n\n\
+         | tokens | s | docs/s | ratio | CPU s | CPU ratio | peak RSS MiB |\n\
+         |---|---|---|---|---|---|---|\n",
         support::cpu_line()
     );
     println!("{}", support::cpu_line());
-    let (base_s, base_rss) = label(&input, &out, &[], runs);
+    let (base_s, base_cpu, base_rss) = label(&input, &out, &[], runs);
     let line = format!(
-        "| none | {base_s:.2} | {:.0} | 1.00 | {base_rss:.0} |\n",
+        "| none | {base_s:.2} | {:.0} | 1.00 | {base_cpu:.2} | 1.00 | {base_rss:.0} |\n",
         docs as f64 / base_s
     );
     print!("{line}");
     report.push_str(&line);
     for (name, path) in &tokenizers {
-        let (s, rss) = label(
+        let (s, cpu, rss) = label(
             &input,
             &out,
             &["--count-tokens", path.to_str().unwrap()],
             runs,
         );
         let line = format!(
-            "| {name} | {s:.2} | {:.0} | {:.2} | {rss:.0} |\n",
+            "| {name} | {s:.2} | {:.0} | {:.2} | {cpu:.2} | {:.2} | {rss:.0} |\n",
             docs as f64 / s,
-            base_s / s
+            base_s / s,
+            cpu / base_cpu
         );
         print!("{line}");
         report.push_str(&line);
@@ -155,16 +165,16 @@ fn main() {
     .unwrap();
     report.push_str(&format!(
         "\nOne document of {:.1} MB (wiki texts end to end), labeled cut at 100,000 characters \
-         and counted whole:\n\n| tokens | s | peak RSS MiB |\n|---|---|---|\n",
+         and counted whole:\n\n| tokens | s | CPU s | peak RSS MiB |\n|---|---|---|---|\n",
         text.len() as f64 / 1e6
     ));
-    let (s, rss) = label(&huge, &out, &[], 1);
-    let line = format!("| none | {s:.2} | {rss:.0} |\n");
+    let (s, cpu, rss) = label(&huge, &out, &[], 1);
+    let line = format!("| none | {s:.2} | {cpu:.2} | {rss:.0} |\n");
     print!("{line}");
     report.push_str(&line);
     for (name, path) in &tokenizers {
-        let (s, rss) = label(&huge, &out, &["--count-tokens", path.to_str().unwrap()], 1);
-        let line = format!("| {name} | {s:.2} | {rss:.0} |\n");
+        let (s, cpu, rss) = label(&huge, &out, &["--count-tokens", path.to_str().unwrap()], 1);
+        let line = format!("| {name} | {s:.2} | {cpu:.2} | {rss:.0} |\n");
         print!("{line}");
         report.push_str(&line);
     }
