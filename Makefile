@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BIN := target/release/hermes
 
-.PHONY: setup setup-test build serve test fuzz soak bench bench-mix bench-consume bench-micro bench-encoder bench-quantize bench-fit fmt lint bundle eval openapi conformance
+.PHONY: setup setup-test build serve test fuzz soak bench bench-mix bench-tokens bench-consume bench-micro bench-encoder bench-quantize bench-fit fmt lint bundle eval openapi conformance
 
 setup:
 	bash scripts/setup.sh
@@ -40,12 +40,13 @@ conformance: build
 	bash scripts/conformance.sh $(BIN)
 
 # The service against the in-process ceiling, then 1 vs 2 replicas behind haproxy sharing Redis,
-# mix, and consume vs label (reports in target/bench/; setup.sh --test brings redis-server,
+# mix, the cost of label --count-tokens, and consume vs label (reports in target/bench/; setup.sh --test brings redis-server,
 # haproxy and tansu).
 bench: build setup-test
 	$(CARGO) bench --locked --bench service
 	$(CARGO) bench --locked --bench replicas
 	$(CARGO) bench --locked --bench mix
+	$(CARGO) bench --locked --bench tokens
 	$(CARGO) bench --locked --bench consume
 
 # hermes consume against hermes label, both tiers, both brokers, and lag at a fixed rate
@@ -56,6 +57,12 @@ bench-consume: build setup-test
 # hermes mix alone: plan and selection over 1M and 4M synthetic rows, with peak RSS.
 bench-mix:
 	$(CARGO) bench --locked --bench mix
+
+# What `label --count-tokens` costs: docs/s with and without token counts (static tier,
+# WordPiece and a byte-level BPE), and the peak RSS of one 10 MB document counted whole
+# (target/bench/tokens.md).
+bench-tokens: build
+	$(CARGO) bench --locked --bench tokens
 
 # Micro-benchmarks: encoder (criterion), quantizer (criterion), fit (timed runs).
 bench-micro: bench-encoder bench-quantize bench-fit

@@ -35,7 +35,7 @@ fn generate(dir: &Path, rows: usize) {
     for f in 0..FILES {
         let name = format!("part-{f}.jsonl");
         let path = dir.join("codes").join(format!("{name}.parquet"));
-        let mut w = CodesWriter::create(&path, 3, carry.clone()).unwrap();
+        let mut w = CodesWriter::create(&path, 3, false, carry.clone()).unwrap();
         let n = rows / FILES;
         let mut batch = Vec::with_capacity(65_536);
         for r in 0..n {
@@ -51,6 +51,7 @@ fn generate(dir: &Path, rows: usize) {
                 truncated: false,
                 bytes: rng.random_range(200..4000),
                 residuals: vec![0.5, 0.4, 0.3],
+                tokens: None,
                 carried: vec![
                     Carried::Number(f64::from(rng.random_range(50..1000u32))),
                     Carried::Number(f64::from(rng.random_range(0..100u32)) / 100.0),
@@ -71,6 +72,7 @@ fn generate(dir: &Path, rows: usize) {
             weights: None,
             bundle: "synthetic".into(),
             fingerprint: "0000000000000000".into(),
+            tokens_tokenizer: None,
         }
         .write(&dir.join("done").join(format!("{name}.json")))
         .unwrap();

@@ -183,6 +183,22 @@ impl Server {
 /// Runs `hermes args` to the end; returns its wall time in seconds and its own peak RSS in
 /// MiB (from `wait4`, so the figure is the child's, not the bench's).
 pub fn run_peak_rss(args: &[&str]) -> (f64, f64) {
+    let u = run_usage(args);
+    (u.wall_s, u.peak_rss_mib)
+}
+
+/// What one run of `hermes` took, from `wait4` (the child's own figures).
+#[derive(Debug, Clone, Copy)]
+pub struct Usage {
+    pub wall_s: f64,
+    pub peak_rss_mib: f64,
+    /// User plus system CPU seconds: what a run costs on a machine shared with other work,
+    /// where wall time depends on the neighbours.
+    pub cpu_s: f64,
+}
+
+/// Runs `hermes args` to the end; its wall time, peak RSS and CPU time.
+pub fn run_usage(args: &[&str]) -> Usage {
     let started = Instant::now();
     // Reaped by wait4 below, which also gives the child's own peak RSS.
     #[allow(clippy::zombie_processes)]
@@ -202,10 +218,12 @@ pub fn run_peak_rss(args: &[&str]) -> (f64, f64) {
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         "hermes {args:?} failed"
     );
-    (
-        started.elapsed().as_secs_f64(),
-        usage.ru_maxrss as f64 / 1024.0,
-    )
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Usage {
+        wall_s: started.elapsed().as_secs_f64(),
+        peak_rss_mib: usage.ru_maxrss as f64 / 1024.0,
+        cpu_s: secs(usage.ru_utime) + secs(usage.ru_stime),
+    }
 }
 
 /// A `/proc/<pid>/status` field in KiB: `VmRSS:` (now) or `VmHWM:` (peak); 0 if unreadable.

@@ -227,6 +227,12 @@ pub struct LabelArgs {
     /// encoders read at most 256–512 tokens, so only pathological texts change code.
     #[arg(long, env = "HERMES_MAX_DOC_CHARS", default_value_t = 100_000)]
     pub max_doc_chars: usize,
+    /// A Hugging Face tokenizer.json (BPE, WordPiece, Unigram): adds the column `tokens`, the
+    /// ids it gives each document's whole text (before --max-doc-chars), with no special
+    /// tokens and no truncation or padding, whatever the file says. The done markers record
+    /// its sha256; not with --carry tokens.
+    #[arg(long, env = "HERMES_COUNT_TOKENS", value_name = "TOKENIZER_JSON")]
+    pub count_tokens: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

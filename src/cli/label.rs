@@ -20,6 +20,7 @@ pub fn run(args: LabelArgs) -> Result<()> {
         max_batch_docs: labeler.max_batch_docs(),
         chunk_docs: args.chunk_docs,
         max_doc_chars: args.max_doc_chars.max(1),
+        count_tokens: args.count_tokens,
         progress_interval: args.shard.progress_interval(),
     };
     let s = label(&job)?;

@@ -1,16 +1,18 @@
-//! `hermes stats`: bucket sizes, entropy and perplexity per depth of a `hermes label` output.
+//! `hermes stats`: bucket sizes, entropy and perplexity per depth of a `hermes label` output,
+//! and tokens per bucket when it was labeled with `--count-tokens`.
 
 use anyhow::{Result, bail};
 
 use super::args::StatsArgs;
-use crate::corpus::codes::{code_levels, list, read_codes};
+use crate::corpus::codes::{code_levels, list, read_codes_with};
 use crate::eval::buckets::BucketCounter;
 use crate::eval::plot::plot_svg;
 
 pub fn run(args: StatsArgs) -> Result<()> {
     // The same listing as mix and describe: every file done, all by one labeler (codes of
     // two bundles or tiers are not comparable, so their buckets must not be summed).
-    let (files, _) = list(std::slice::from_ref(&args.input)).map_err(|e| {
+    // The markers agree on the tokenizer too, so either every file has `tokens` or none.
+    let (files, marker) = list(std::slice::from_ref(&args.input)).map_err(|e| {
         anyhow::anyhow!("{e} (is {} a `hermes label` --out?)", args.input.display())
     })?;
     let files: Vec<_> = files.into_iter().map(|f| f.path).collect();
@@ -21,19 +23,28 @@ pub fn run(args: StatsArgs) -> Result<()> {
     {
         bail!("--depth {d} is outside 1..={levels}");
     }
+    let tokens = marker.tokens_tokenizer.is_some();
     let mut counter: Option<BucketCounter> = None;
     for f in &files {
-        read_codes(f, |code| {
+        read_codes_with(f, tokens, |code, n| {
             counter
-                .get_or_insert_with(|| BucketCounter::new(args.depth.unwrap_or(code.len())))
-                .add(code);
+                .get_or_insert_with(|| {
+                    let depth = args.depth.unwrap_or(code.len());
+                    if tokens {
+                        BucketCounter::with_tokens(depth)
+                    } else {
+                        BucketCounter::new(depth)
+                    }
+                })
+                .add_tokens(code, n);
         })
         .map_err(anyhow::Error::msg)?;
     }
     let Some(counter) = counter else {
         bail!("{}: the codes files hold no rows", args.input.display());
     };
-    let report = counter.report();
+    let mut report = counter.report();
+    report.tokens_tokenizer = marker.tokens_tokenizer;
     match args.format.as_str() {
         "csv" => print!("{}", report.csv()),
         _ => println!("{}", serde_json::to_string_pretty(&report)?),

@@ -1,7 +1,7 @@
 //! The output of `hermes label` under `--out`, and reading it back for `hermes stats`.
 //!
 //! Per input file: `codes/<rel>.parquet` (columns `id`, `row`, `c1`.., `cell`, `truncated`,
-//! `bytes`, `r1`.., then the carried fields; zstd, row groups of at most [`ROW_GROUP`] rows) and `done/<rel>.json`. The Parquet file is
+//! `bytes`, `r1`.., `tokens` with `--count-tokens`, then the carried fields; zstd, row groups of at most [`ROW_GROUP`] rows) and `done/<rel>.json`. The Parquet file is
 //! written under a temporary name and renamed when complete; the done marker is written (also
 //! by rename) only after that. A file is done exactly when its marker exists, so a task killed
 //! at any point leaves either nothing, a stray temporary, or a complete file without a
@@ -52,6 +52,10 @@ pub struct Done {
     pub weights: Option<String>,
     pub bundle: String,
     pub fingerprint: String,
+    /// The sha256 of the `--count-tokens` tokenizer file when the codes have a `tokens`
+    /// column; absent without one. A rerun with another tokenizer (or none) is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_tokenizer: Option<String>,
 }
 
 impl Done {
@@ -100,6 +104,9 @@ pub struct CodeRow {
     pub bytes: u32,
     /// `‖r_d‖` after each level d = 1..L, in the transform's space.
     pub residuals: Vec<f32>,
+    /// The whole text's token count (`--count-tokens`); `Some` exactly when the writer has a
+    /// `tokens` column.
+    pub tokens: Option<u32>,
     /// The `--carry` fields' values, in the writer's `carry` order.
     pub carried: Vec<Carried>,
 }
@@ -140,7 +147,11 @@ impl CarriedType {
     }
 }
 
-/// The column names hermes itself writes for `levels` levels: a carried field may not take one.
+/// The column `--count-tokens` adds.
+pub const TOKENS_COLUMN: &str = "tokens";
+
+/// The column names hermes itself writes for `levels` levels: a carried field may not take one
+/// (nor `tokens` when `--count-tokens` writes it).
 pub fn reserved_columns(levels: usize) -> Vec<String> {
     let mut names: Vec<String> = ["id", "row", "cell", "truncated", "bytes"]
         .iter()
@@ -158,6 +169,8 @@ pub struct CodesWriter {
     writer: ArrowWriter<File>,
     schema: SchemaRef,
     levels: usize,
+    /// Whether the file has a `tokens` column.
+    tokens: bool,
     /// Carried columns: name and type, fixed when the file is created.
     carry: Vec<(String, CarriedType)>,
     tmp: PathBuf,
@@ -165,7 +178,7 @@ pub struct CodesWriter {
     rows: u64,
 }
 
-pub fn schema(levels: usize, carry: &[(String, CarriedType)]) -> SchemaRef {
+pub fn schema(levels: usize, tokens: bool, carry: &[(String, CarriedType)]) -> SchemaRef {
     let mut fields = vec![
         Field::new("id", DataType::Utf8, false),
         Field::new("row", DataType::UInt64, false),
@@ -179,6 +192,9 @@ pub fn schema(levels: usize, carry: &[(String, CarriedType)]) -> SchemaRef {
     for l in 1..=levels {
         fields.push(Field::new(format!("r{l}"), DataType::Float32, false));
     }
+    if tokens {
+        fields.push(Field::new(TOKENS_COLUMN, DataType::UInt32, false));
+    }
     for (name, t) in carry {
         fields.push(Field::new(name, t.data_type(), true));
     }
@@ -186,10 +202,12 @@ pub fn schema(levels: usize, carry: &[(String, CarriedType)]) -> SchemaRef {
 }
 
 impl CodesWriter {
-    /// A writer for `levels` levels and the carried columns `carry` (name, type).
+    /// A writer for `levels` levels, a `tokens` column when `tokens`, and the carried columns
+    /// `carry` (name, type).
     pub fn create(
         path: &Path,
         levels: usize,
+        tokens: bool,
         carry: Vec<(String, CarriedType)>,
     ) -> Result<Self, String> {
         let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
@@ -205,13 +223,14 @@ impl CodesWriter {
             ))
             .set_max_row_group_size(ROW_GROUP)
             .build();
-        let schema = schema(levels, &carry);
+        let schema = schema(levels, tokens, &carry);
         let writer =
             ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| err(&e))?;
         Ok(Self {
             writer,
             schema,
             levels,
+            tokens,
             carry,
             tmp,
             path: path.to_path_buf(),
@@ -256,6 +275,16 @@ impl CodesWriter {
             columns.push(Arc::new(Float32Array::from_iter_values(
                 rows.iter().map(|r| r.residuals[l]),
             )));
+        }
+        if self.tokens {
+            let tokens = rows
+                .iter()
+                .map(|r| {
+                    r.tokens
+                        .ok_or_else(|| format!("{name}: row {}: no token count", r.row))
+                })
+                .collect::<Result<Vec<u32>, _>>()?;
+            columns.push(Arc::new(UInt32Array::from(tokens)));
         }
         for (c, (field, t)) in self.carry.iter().enumerate() {
             let mismatch = |r: &CodeRow| {
@@ -435,6 +464,18 @@ pub fn list(dirs: &[PathBuf]) -> Result<(Vec<CodesFile>, Done), String> {
                             f.encoder
                         ));
                     }
+                    if f.tokens_tokenizer != done.tokens_tokenizer {
+                        let by = |t: &Option<String>| match t {
+                            Some(sha) => format!("token counts by tokenizer sha256 {sha}"),
+                            None => "no token counts".to_string(),
+                        };
+                        return Err(format!(
+                            "{} has {}, {at} {}: token counts of different tokenizers are not comparable",
+                            path.display(),
+                            by(&done.tokens_tokenizer),
+                            by(&f.tokens_tokenizer)
+                        ));
+                    }
                 }
             }
             let name = if dirs.len() == 1 {
@@ -498,20 +539,37 @@ fn is_level_column(n: &str) -> bool {
 
 /// Reads the `c1`.. columns of a codes file, calling `each` with one code per row.
 pub fn read_codes(path: &Path, mut each: impl FnMut(&[u16])) -> Result<usize, String> {
+    read_codes_with(path, false, |code, _| each(code))
+}
+
+/// [`read_codes`] with each row's `tokens` (`--count-tokens`) when `tokens`, else 0; a file
+/// without the column is an error naming it.
+pub fn read_codes_with(
+    path: &Path,
+    tokens: bool,
+    mut each: impl FnMut(&[u16], u32),
+) -> Result<usize, String> {
+    use arrow_array::cast::AsArray;
     use parquet::arrow::ProjectionMask;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
     let file = File::open(path).map_err(|e| err(&e))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| err(&e))?;
     let schema = builder.parquet_schema();
-    let levels: Vec<usize> = (0..schema.num_columns())
+    let mut leaves: Vec<usize> = (0..schema.num_columns())
         .filter(|&i| is_level_column(schema.column(i).name()))
         .collect();
-    if levels.is_empty() {
+    if leaves.is_empty() {
         return Err(format!("{}: no c1.. columns", path.display()));
     }
-    let depth = levels.len();
-    let mask = ProjectionMask::leaves(schema, levels);
+    let depth = leaves.len();
+    if tokens {
+        let at = (0..schema.num_columns())
+            .find(|&i| schema.column(i).name() == TOKENS_COLUMN)
+            .ok_or_else(|| format!("{}: no {TOKENS_COLUMN} column", path.display()))?;
+        leaves.push(at);
+    }
+    let mask = ProjectionMask::leaves(schema, leaves);
     let reader = builder
         .with_projection(mask)
         .with_batch_size(8192)
@@ -522,11 +580,23 @@ pub fn read_codes(path: &Path, mut each: impl FnMut(&[u16])) -> Result<usize, St
     for batch in reader {
         let batch = batch.map_err(|e| err(&e))?;
         let cols = level_columns(&batch, depth, path)?;
+        let counts = if tokens {
+            Some(
+                batch
+                    .column_by_name(TOKENS_COLUMN)
+                    .and_then(|c| c.as_primitive_opt::<arrow_array::types::UInt32Type>())
+                    .ok_or_else(|| {
+                        format!("{}: column {TOKENS_COLUMN} is not u32", path.display())
+                    })?,
+            )
+        } else {
+            None
+        };
         for i in 0..batch.num_rows() {
             for (l, c) in cols.iter().enumerate() {
                 code[l] = c.value(i);
             }
-            each(&code);
+            each(&code, counts.map_or(0, |t| t.value(i)));
         }
         rows += batch.num_rows();
     }

@@ -11,6 +11,7 @@ pub mod codes;
 pub mod inputs;
 pub mod json;
 pub mod reader;
+pub mod tokens;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;

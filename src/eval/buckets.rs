@@ -1,4 +1,5 @@
-//! Bucket sizes of a labeled corpus per depth, with entropy and perplexity (`hermes stats`).
+//! Bucket sizes of a labeled corpus per depth, with entropy and perplexity (`hermes stats`),
+//! and the tokens per bucket when the codes have a `tokens` column (`--count-tokens`).
 
 use std::collections::HashMap;
 
@@ -10,6 +11,9 @@ pub struct Bucket {
     /// The code prefix joined by '.', e.g. `"17.3"`.
     pub label: String,
     pub size: u64,
+    /// The sum of the bucket's `tokens` (codes labeled with `--count-tokens`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<u64>,
 }
 
 /// The buckets of one depth, largest first.
@@ -28,13 +32,22 @@ pub struct DepthBuckets {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct BucketReport {
     pub documents: u64,
+    /// The sum of every document's `tokens` (codes labeled with `--count-tokens`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<u64>,
+    /// The sha256 of the tokenizer that counted them (from the done markers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens_tokenizer: Option<String>,
     pub depths: Vec<DepthBuckets>,
 }
 
-/// Counts codes per prefix for depths 1..=depth.
+/// Counts codes (and sums tokens) per prefix for depths 1..=depth.
 pub struct BucketCounter {
-    counts: Vec<HashMap<Vec<u16>, u64>>,
+    /// Per depth: prefix → (documents, tokens).
+    counts: Vec<HashMap<Vec<u16>, (u64, u64)>>,
     documents: u64,
+    /// `Some(total)` when tokens are summed.
+    tokens: Option<u64>,
 }
 
 impl BucketCounter {
@@ -42,17 +55,37 @@ impl BucketCounter {
         Self {
             counts: vec![HashMap::new(); depth],
             documents: 0,
+            tokens: None,
+        }
+    }
+
+    /// A counter that also sums each bucket's tokens ([`BucketCounter::add_tokens`]).
+    pub fn with_tokens(depth: usize) -> Self {
+        Self {
+            tokens: Some(0),
+            ..Self::new(depth)
         }
     }
 
     pub fn add(&mut self, code: &[u16]) {
+        self.add_tokens(code, 0);
+    }
+
+    /// One document of `tokens` tokens.
+    pub fn add_tokens(&mut self, code: &[u16], tokens: u32) {
         self.documents += 1;
+        if let Some(t) = &mut self.tokens {
+            *t += u64::from(tokens);
+        }
         for (d, counts) in self.counts.iter_mut().enumerate() {
             let prefix = &code[..(d + 1).min(code.len())];
             match counts.get_mut(prefix) {
-                Some(n) => *n += 1,
+                Some((n, t)) => {
+                    *n += 1;
+                    *t += u64::from(tokens);
+                }
                 None => {
-                    counts.insert(prefix.to_vec(), 1);
+                    counts.insert(prefix.to_vec(), (1, u64::from(tokens)));
                 }
             }
         }
@@ -60,6 +93,7 @@ impl BucketCounter {
 
     pub fn report(self) -> BucketReport {
         let total = self.documents as f64;
+        let with_tokens = self.tokens.is_some();
         let depths = self
             .counts
             .into_iter()
@@ -67,13 +101,14 @@ impl BucketCounter {
             .map(|(d, counts)| {
                 let mut sizes: Vec<Bucket> = counts
                     .into_iter()
-                    .map(|(code, size)| Bucket {
+                    .map(|(code, (size, tokens))| Bucket {
                         label: code
                             .iter()
                             .map(u16::to_string)
                             .collect::<Vec<_>>()
                             .join("."),
                         size,
+                        tokens: with_tokens.then_some(tokens),
                     })
                     .collect();
                 sizes.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.label.cmp(&b.label)));
@@ -95,21 +130,30 @@ impl BucketCounter {
             .collect();
         BucketReport {
             documents: self.documents,
+            tokens: self.tokens,
+            tokens_tokenizer: None,
             depths,
         }
     }
 }
 
 impl BucketReport {
-    /// Tidy CSV: one row per bucket, with its depth's summary repeated.
+    /// Tidy CSV: one row per bucket, with its depth's summary repeated; a last column
+    /// `tokens` when the report has token counts.
     pub fn csv(&self) -> String {
-        let mut out = String::from("depth,label,size,buckets,entropy_bits,perplexity\n");
+        let tokens = self.tokens.is_some();
+        let mut out = String::from("depth,label,size,buckets,entropy_bits,perplexity");
+        out.push_str(if tokens { ",tokens\n" } else { "\n" });
         for d in &self.depths {
             for b in &d.sizes {
                 out.push_str(&format!(
-                    "{},{},{},{},{:.6},{:.6}\n",
+                    "{},{},{},{},{:.6},{:.6}",
                     d.depth, b.label, b.size, d.buckets, d.entropy_bits, d.perplexity
                 ));
+                match b.tokens.filter(|_| tokens) {
+                    Some(t) => out.push_str(&format!(",{t}\n")),
+                    None => out.push('\n'),
+                }
             }
         }
         out
@@ -138,7 +182,8 @@ mod tests {
             d2.sizes[0],
             Bucket {
                 label: "2.1".into(),
-                size: 2
+                size: 2,
+                tokens: None
             }
         );
         assert!((d2.entropy_bits - 1.5).abs() < 1e-12);

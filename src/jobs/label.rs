@@ -10,19 +10,32 @@
 //! by this very labeler (bundle fingerprint, tier and, for static, the table's digest). All
 //! markers of the task are checked before anything is labeled: an `out` written by another
 //! labeler stops the task at once, naming both, so one output never mixes two code spaces.
+//! With `--count-tokens` the marker also records the tokenizer's sha256, and a marker of
+//! another tokenizer (or of a run without token counts, or with them where this run has none)
+//! stops the task the same way: one output never mixes two kinds of `tokens`.
+//!
+//! Token counts: each record's whole text is counted before `--max-doc-chars` cuts it. A text
+//! longer than the cut is counted at once on the reader thread, alone, and cut right after, so
+//! no whole long text waits in a chunk; the others are counted per chunk on the rayon pool
+//! while earlier chunks are labeled.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use rayon::prelude::*;
 
 use super::progress::Counter;
 use super::runner::{self, Found, Outputs, Ran, Run, Step};
 use super::{Shard, block_on};
 use crate::bundle::RuntimeConfig;
-use crate::corpus::codes::{CarriedType, CodeRow, CodesWriter, Done, paths, reserved_columns};
+use crate::corpus::codes::{
+    CarriedType, CodeRow, CodesWriter, Done, TOKENS_COLUMN, paths, reserved_columns,
+};
 use crate::corpus::inputs::{InputFile, InputsError, expand};
 use crate::corpus::reader::{Carried, Fields, ReadError, Reader, Record};
+use crate::corpus::tokens::TokenCounter;
 use crate::labeling::{Batching, Calibration, CoreConfig, CoreError, Labeler, Tiers, build};
 use crate::tier::Tier;
 
@@ -50,6 +63,9 @@ pub struct LabelJob {
     /// Characters of a document labeled at most: a longer text is cut before tokenization
     /// (and its row marked `truncated`), so one huge document costs bounded memory.
     pub max_doc_chars: usize,
+    /// A `tokenizer.json`: adds the column `tokens`, the ids it gives each whole text (no
+    /// special tokens, no truncation).
+    pub count_tokens: Option<PathBuf>,
     /// Time between progress lines when stderr is not a terminal.
     pub progress_interval: Duration,
 }
@@ -75,6 +91,9 @@ pub enum LabelJobError {
     Inputs(#[from] InputsError),
     #[error("--carry {field}: {why}")]
     Carry { field: String, why: String },
+    /// `--count-tokens`: the tokenizer file is missing or not a tokenizer (names the file).
+    #[error("{0}")]
+    Tokenizer(String),
     #[error(transparent)]
     Core(#[from] CoreError),
     /// A done marker of this task was written by another bundle, tier or table (or cannot
@@ -93,6 +112,8 @@ struct Writer {
     fingerprint: String,
     tier: Tier,
     weights: Option<String>,
+    /// The `--count-tokens` tokenizer's sha256.
+    tokens: Option<String>,
 }
 
 impl Writer {
@@ -101,6 +122,7 @@ impl Writer {
             fingerprint: done.fingerprint.clone(),
             tier: done.encoder,
             weights: done.weights.clone(),
+            tokens: done.tokens_tokenizer.clone(),
         }
     }
 }
@@ -115,13 +137,29 @@ impl std::fmt::Display for Writer {
         if let Some(w) = &self.weights {
             write!(f, " (table {w})")?;
         }
-        Ok(())
+        match &self.tokens {
+            Some(sha) => write!(f, ", token counts by tokenizer sha256 {sha}"),
+            None => write!(f, ", no token counts"),
+        }
     }
 }
 
 /// Labels this task's files; fails if any file failed (the others are done).
 pub fn run(job: &LabelJob) -> Result<LabelSummary, LabelJobError> {
     let Shard { index, count } = job.shard;
+    // The tokenizer before anything else (inputs, model): a bad flag fails at once.
+    if job.count_tokens.is_some() && job.fields.carry.iter().any(|f| f == TOKENS_COLUMN) {
+        return Err(LabelJobError::Carry {
+            field: TOKENS_COLUMN.into(),
+            why: "--count-tokens writes the column `tokens`: give one of --carry tokens and --count-tokens, not both".into(),
+        });
+    }
+    let counter = match &job.count_tokens {
+        Some(path) => Some(Arc::new(
+            TokenCounter::load(path).map_err(LabelJobError::Tokenizer)?,
+        )),
+        None => None,
+    };
     let all = expand(&job.inputs)?;
     let mine: Vec<&InputFile> = (0..all.len())
         .filter(|&i| job.shard.owns(i))
@@ -144,10 +182,12 @@ pub fn run(job: &LabelJob) -> Result<LabelSummary, LabelJobError> {
                 fingerprint: labeler.model().fingerprint().to_string(),
                 tier: labeler.tier(),
                 weights: labeler.weights_digest(),
+                tokens: counter.as_ref().map(|c| c.sha256().to_string()),
             },
             labeler,
             job,
             chunk,
+            counter,
         };
         let run = Run {
             job: "label",
@@ -252,6 +292,7 @@ struct LabelStep<'a> {
     ours: Writer,
     job: &'a LabelJob,
     chunk: usize,
+    counter: Option<Arc<TokenCounter>>,
 }
 
 impl Step for LabelStep<'_> {
@@ -269,13 +310,25 @@ impl Step for LabelStep<'_> {
 
     fn found(&self, done: &Done) -> Found {
         let found = Writer::of(done);
+        let marker = format!("{}/done/{}.json", self.job.out.display(), done.input);
         if found == self.ours {
             Found::Ours
+        } else if (&found.fingerprint, found.tier, &found.weights)
+            == (&self.ours.fingerprint, self.ours.tier, &self.ours.weights)
+        {
+            // The same codes, other token counts.
+            let by = |t: &Option<String>| match t {
+                Some(sha) => format!("token counts by tokenizer sha256 {sha}"),
+                None => "no token counts (no --count-tokens)".to_string(),
+            };
+            Found::Foreign(format!(
+                "{marker} has {}, this run {}: use another --out, or the --count-tokens of that output (one output holds the counts of one tokenizer)",
+                by(&found.tokens),
+                by(&self.ours.tokens)
+            ))
         } else {
             Found::Foreign(format!(
-                "{}/done/{} was written by {found}, not by this run's {}: use another --out (codes of two labelers must not mix in one output)",
-                self.job.out.display(),
-                format_args!("{}.json", done.input),
+                "{marker} was written by {found}, not by this run's {}: use another --out (codes of two labelers must not mix in one output)",
                 self.ours
             ))
         }
@@ -293,6 +346,7 @@ impl Step for LabelStep<'_> {
             file,
             self.job,
             self.chunk,
+            self.counter.clone(),
             counter,
         )
         .await?;
@@ -307,6 +361,7 @@ async fn label_file(
     file: &InputFile,
     job: &LabelJob,
     chunk: usize,
+    tokens: Option<Arc<TokenCounter>>,
     counter: &Counter,
 ) -> Result<Done, String> {
     let model = labeler.model();
@@ -319,7 +374,9 @@ async fn label_file(
         job.fields.clone(),
         chunk,
         job.max_doc_chars,
+        tokens.clone(),
     );
+    let with_tokens = tokens.is_some();
     let levels = model.levels().to_vec();
     let mut labeled = std::pin::pin!(
         chunks
@@ -327,21 +384,20 @@ async fn label_file(
                 let labeler = labeler.clone();
                 let name = name.clone();
                 async move {
-                    let (mut records, sizes): (Vec<Record>, Vec<(usize, bool)>) =
+                    let (mut records, sizes): (Vec<Record>, Vec<Size>) =
                         c.map_err(|e| e.to_string())?.into_iter().unzip();
                     let texts = records
                         .iter_mut()
                         .map(|r| std::mem::take(&mut r.text))
                         .collect::<Vec<_>>();
-                    let (bytes, cut): (Vec<usize>, Vec<bool>) = sizes.into_iter().unzip();
                     let mut labels = labeler
                         .label(texts)
                         .await
                         .map_err(|e| format!("{name}: rows {}..: {e}", records[0].row))?;
-                    for (l, cut) in labels.iter_mut().zip(cut) {
-                        l.truncated |= cut;
+                    for (l, s) in labels.iter_mut().zip(&sizes) {
+                        l.truncated |= s.cut;
                     }
-                    Ok::<_, String>((records, bytes, labels))
+                    Ok::<_, String>((records, sizes, labels))
                 }
             })
             .buffered(IN_FLIGHT)
@@ -349,19 +405,24 @@ async fn label_file(
     let mut writer: Option<CodesWriter> = None;
     let mut present = vec![false; job.fields.carry.len()];
     while let Some(item) = labeled.next().await {
-        let written = item.and_then(|(records, bytes, labels)| {
+        let written = item.and_then(|(records, sizes, labels)| {
             if writer.is_none() {
                 let carry = carried_types(&job.fields.carry, &records);
-                writer = Some(CodesWriter::create(&codes_path, levels.len(), carry)?);
+                writer = Some(CodesWriter::create(
+                    &codes_path,
+                    levels.len(),
+                    with_tokens,
+                    carry,
+                )?);
             }
             let rows = records
                 .into_iter()
-                .zip(bytes)
+                .zip(sizes)
                 .zip(labels)
-                .map(|((r, bytes), l)| {
+                .map(|((r, size), l)| {
                     let cell = u32::try_from(l.code.cell(&levels))
                         .map_err(|_| format!("{name}: row {}: cell exceeds u32", r.row))?;
-                    let bytes = u32::try_from(bytes)
+                    let bytes = u32::try_from(size.bytes)
                         .map_err(|_| format!("{name}: row {}: text over 4 GiB", r.row))?;
                     Ok(CodeRow {
                         id: r.id.unwrap_or_else(|| format!("{name}:{}", r.row)),
@@ -371,6 +432,7 @@ async fn label_file(
                         truncated: l.truncated,
                         bytes,
                         residuals: l.residuals,
+                        tokens: size.tokens,
                         carried: r.carried,
                     })
                 })
@@ -404,6 +466,7 @@ async fn label_file(
         None => CodesWriter::create(
             &codes_path,
             levels.len(),
+            with_tokens,
             carried_types(&job.fields.carry, &[]),
         )?,
     };
@@ -425,6 +488,7 @@ async fn label_file(
         weights: ours.weights.clone(),
         bundle: model.name().to_string(),
         fingerprint: ours.fingerprint.clone(),
+        tokens_tokenizer: ours.tokens.clone(),
     })
 }
 
@@ -460,18 +524,30 @@ fn carried_types(carry: &[String], records: &[Record]) -> Vec<(String, CarriedTy
         .collect()
 }
 
-/// A record as read, with its text's whole UTF-8 length and whether the text was cut.
-type Sized = (Record, (usize, bool));
+/// What was measured of a record's whole text as it was read.
+struct Size {
+    /// Its UTF-8 length.
+    bytes: usize,
+    /// Whether `--max-doc-chars` cut it.
+    cut: bool,
+    /// Its token count (`--count-tokens`).
+    tokens: Option<u32>,
+}
+
+/// A record as read (its text perhaps cut), with what was measured of its whole text.
+type Sized = (Record, Size);
 
 /// Reads `path` on a blocking thread and yields chunks of records, each text cut to
 /// `max_chars` as it is read (so a chunk never holds more than that per document); an error
-/// ends the stream.
+/// ends the stream. With `tokens`, every whole text is counted: one that is cut is counted
+/// before its cut, alone, on this thread; the others per chunk, on the rayon pool.
 fn read_chunks(
     path: PathBuf,
     name: String,
     fields: Fields,
     chunk: usize,
     max_chars: usize,
+    tokens: Option<Arc<TokenCounter>>,
 ) -> impl futures::Stream<Item = Result<Vec<Sized>, ReadError>> {
     let (tx, rx) = tokio::sync::mpsc::channel(IN_FLIGHT);
     tokio::task::spawn_blocking(move || {
@@ -482,16 +558,55 @@ fn read_chunks(
                 return;
             }
         };
+        let count = |r: &Record| -> Result<u32, ReadError> {
+            let c = tokens.as_ref().expect("counting");
+            c.count(&r.text)
+                .map_err(|e| ReadError(format!("{name}: row {}: {e}", r.row)))
+        };
+        // Counts what was not counted as it was read, then sends; false when it must stop.
+        let send = |mut batch: Vec<Sized>| -> bool {
+            if tokens.is_some() {
+                let counted = batch
+                    .par_iter_mut()
+                    .filter(|(_, s)| s.tokens.is_none())
+                    .try_for_each(|(r, s)| {
+                        s.tokens = Some(count(r)?);
+                        Ok(())
+                    });
+                if let Err(e) = counted {
+                    let _ = tx.blocking_send(Err(e));
+                    return false;
+                }
+            }
+            tx.blocking_send(Ok(batch)).is_ok()
+        };
         let mut batch = Vec::with_capacity(chunk);
         for record in reader {
             match record {
                 Ok(mut r) => {
                     let bytes = r.text.len();
+                    // A text that may be cut is counted whole now, before the cut.
+                    let counted = if tokens.is_some() && bytes > max_chars {
+                        match count(&r) {
+                            Ok(n) => Some(n),
+                            Err(e) => {
+                                let _ = tx.blocking_send(Err(e));
+                                return;
+                            }
+                        }
+                    } else {
+                        None
+                    };
                     let cut = cut_chars(&mut r.text, max_chars);
-                    batch.push((r, (bytes, cut)));
-                    if batch.len() == chunk
-                        && tx.blocking_send(Ok(std::mem::take(&mut batch))).is_err()
-                    {
+                    batch.push((
+                        r,
+                        Size {
+                            bytes,
+                            cut,
+                            tokens: counted,
+                        },
+                    ));
+                    if batch.len() == chunk && !send(std::mem::take(&mut batch)) {
                         return;
                     }
                 }
@@ -502,7 +617,7 @@ fn read_chunks(
             }
         }
         if !batch.is_empty() {
-            let _ = tx.blocking_send(Ok(batch));
+            send(batch);
         }
     });
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
