@@ -886,13 +886,25 @@ async fn kafka_fatal_sink_failure_exits_at_once_with_what_was_written_committed(
     );
 
     // A successor (another sink) writes exactly what was not committed.
-    let mut args = strings(&["--source", &src, "--sink", &source.sink("codes2")]);
-    args.extend(strings(&common));
-    let c2 = Consumer::start(&args, tmp.path(), 2).await;
     let rest = docs.len() - committed as usize;
-    let outputs = wait_for(&source, "codes2", 120, |o| o.len() >= rest).await;
+    successor_writes_the_rest(&source, &src, &common, tmp.path(), rest).await;
+}
+
+/// A successor on another sink (`codes2`) writes exactly the `rest` inputs that were not
+/// committed, each once, and nothing more.
+async fn successor_writes_the_rest(
+    broker: &common::stream::Broker,
+    src: &str,
+    common: &[&str],
+    dir: &std::path::Path,
+    rest: usize,
+) {
+    let mut args = strings(&["--source", src, "--sink", &broker.sink("codes2")]);
+    args.extend(strings(common));
+    let c2 = Consumer::start(&args, dir, 2).await;
+    let outputs = wait_for(broker, "codes2", 120, |o| o.len() >= rest).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let settled = source.read("codes2").len();
+    let settled = broker.read("codes2").len();
     let (status, log2) = c2.terminate();
     assert!(status.success(), "{log2}");
     let ids: HashSet<&str> = outputs.iter().filter_map(|o| o["id"].as_str()).collect();
@@ -979,22 +991,8 @@ async fn redis_fatal_sink_failure_exits_at_once_with_what_was_written_acknowledg
         "{log}"
     );
 
-    let mut args = strings(&["--source", &src, "--sink", &broker.sink("codes2")]);
-    args.extend(strings(&common));
-    let c2 = Consumer::start(&args, tmp.path(), 2).await;
     let rest = docs.len() - acked as usize;
-    let outputs = wait_for(&broker, "codes2", 120, |o| o.len() >= rest).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let settled = broker.read("codes2").len();
-    let (status, log2) = c2.terminate();
-    assert!(status.success(), "{log2}");
-    let ids: HashSet<&str> = outputs.iter().filter_map(|o| o["id"].as_str()).collect();
-    assert_eq!(
-        ids.len(),
-        rest,
-        "the successor writes each unacknowledged input once"
-    );
-    assert_eq!(settled, rest, "the successor redid acknowledged inputs");
+    successor_writes_the_rest(&broker, &src, &common, tmp.path(), rest).await;
 }
 
 /// `/readyz` follows the source's broker: 503 naming it while its process is killed, 200

@@ -66,6 +66,26 @@ struct Health {
     addr: String,
 }
 
+/// XACK of `ids` in `(stream, group)`, retried as [`retrying`] does; `None` when stopped first.
+async fn xack(
+    conn: &ConnectionManager,
+    (stream, group): (&str, &str),
+    ids: &[&str],
+    stop: &AtomicBool,
+    health: &Health,
+) -> Option<i64> {
+    retrying("redis XACK", stop, Some(health), || {
+        let mut conn = conn.clone();
+        let cmd = redis::cmd("XACK").arg(stream).arg(group).arg(ids).clone();
+        async move {
+            cmd.query_async::<i64>(&mut conn)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    })
+    .await
+}
+
 /// Retries `f` with back-off (100 ms doubling to 5 s) until it succeeds or `stop` is set;
 /// with `health`, each answer or failure says whether the server can be reached.
 async fn retrying<T, F, Fut>(
@@ -192,19 +212,13 @@ impl Source {
             return Ok(());
         }
         let started = Instant::now();
-        let acked = retrying("redis XACK", stop, Some(&self.health), || {
-            let mut conn = self.acks.clone();
-            let cmd = redis::cmd("XACK")
-                .arg(&self.stream)
-                .arg(&self.group)
-                .arg(&ids)
-                .clone();
-            async move {
-                cmd.query_async::<i64>(&mut conn)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-        })
+        let acked = xack(
+            &self.acks,
+            (&self.stream, &self.group),
+            &ids,
+            stop,
+            &self.health,
+        )
         .await;
         metrics::histogram!("hermes_consume_commit_seconds")
             .record(started.elapsed().as_secs_f64());
@@ -578,21 +592,13 @@ impl Reader {
             entries.into_iter().partition(|e| e.deleted);
         if !deleted.is_empty() {
             let ids: Vec<&str> = deleted.iter().map(|e| e.id.as_str()).collect();
-            let conn = self.conn.clone();
-            let (stream, group) = (self.stream.clone(), self.group.clone());
-            let acked = retrying("redis XACK", &fetch.stop, Some(&self.health), || {
-                let mut conn = conn.clone();
-                let cmd = redis::cmd("XACK")
-                    .arg(&stream)
-                    .arg(&group)
-                    .arg(&ids)
-                    .clone();
-                async move {
-                    cmd.query_async::<i64>(&mut conn)
-                        .await
-                        .map_err(|e| e.to_string())
-                }
-            })
+            let acked = xack(
+                &self.conn,
+                (&self.stream, &self.group),
+                &ids,
+                &fetch.stop,
+                &self.health,
+            )
             .await;
             if acked.is_none() {
                 return Err(());
