@@ -49,6 +49,10 @@ pub enum Command {
     Stats(StatsArgs),
     /// Build a training mixture from labeled codes: plan.json, plan.svg and selection/.
     Mix(MixArgs),
+    /// A swarm of mixtures around a base spec, in Olmix's files (docs/search.md).
+    Swarm(SwarmArgs),
+    /// Fit the mixing law to a swarm's metrics and propose weights: optimal.toml (docs/search.md).
+    FitMix(FitMixArgs),
     /// Bucket cards (terms, exemplars, shares) of a labeled corpus: cards.json and atlas.html.
     Describe(DescribeArgs),
     /// Label a Kafka topic or a Redis stream into another, at least once (docs/streams.md).
@@ -270,6 +274,67 @@ pub struct MixArgs {
     pub allow_short: bool,
     #[command(flatten)]
     pub shard: ShardArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SwarmArgs {
+    /// `hermes label` output directories (their codes/ and done/ are read).
+    #[arg(long, env = "HERMES_CODES", required = true, num_args = 1..)]
+    pub codes: Vec<PathBuf>,
+    /// The base mixture spec (TOML, as for `hermes mix`); its [stage1] is drawn per variant.
+    #[arg(long, env = "HERMES_SPEC")]
+    pub spec: PathBuf,
+    /// How many variants to draw.
+    #[arg(long, env = "HERMES_VARIANTS")]
+    pub variants: usize,
+    /// Output directory: priors.json, ratios.csv, swarm.json and variants/.
+    #[arg(long, env = "HERMES_OUT")]
+    pub out: PathBuf,
+    /// Seed of the draws (variant i uses a generator seeded by (seed, i)).
+    #[arg(long, env = "HERMES_SEED", default_value_t = 0)]
+    pub seed: u64,
+    /// Smallest Dirichlet strength (drawn log-uniformly per variant; small: far from the prior).
+    #[arg(long, env = "HERMES_MIN_STRENGTH", default_value_t = 0.1)]
+    pub min_strength: f64,
+    /// Largest Dirichlet strength (large: close to the prior).
+    #[arg(long, env = "HERMES_MAX_STRENGTH", default_value_t = 5.0)]
+    pub max_strength: f64,
+    /// Weights below this become 0 (the rest renormalised).
+    #[arg(long, env = "HERMES_MINIMUM_WEIGHT", default_value_t = 0.002)]
+    pub minimum_weight: f64,
+    /// Keep these prefix totals (TOML `weights = { "17" = 0.1, ... }` at a shallower depth) and
+    /// draw only the split inside each.
+    #[arg(long, env = "HERMES_PIN")]
+    pub pin: Option<PathBuf>,
+    /// Also write every variant's plan and selection under variants/<name>/, as `hermes mix`
+    /// would, with the codes read once for all variants.
+    #[arg(long, env = "HERMES_SELECT")]
+    pub select: bool,
+    /// Seconds between progress lines when stderr is not a terminal.
+    #[arg(long, env = "HERMES_PROGRESS_INTERVAL_S", default_value_t = 10)]
+    pub progress_interval_s: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct FitMixArgs {
+    /// A `hermes swarm` output directory.
+    #[arg(long, env = "HERMES_SWARM")]
+    pub swarm: PathBuf,
+    /// CSV with a `run` column and one column per metric (a loss: lower is better).
+    #[arg(long, env = "HERMES_METRICS")]
+    pub metrics: PathBuf,
+    /// Output directory: fit.json, optimal.toml, optimal.json and fit.svg.
+    #[arg(long, env = "HERMES_OUT")]
+    pub out: PathBuf,
+    /// Weight of the pull toward the prior: objective + kl · KL(w ‖ p).
+    #[arg(long, env = "HERMES_KL", default_value_t = 0.1)]
+    pub kl: f64,
+    /// Keep the last K runs (by index) out of the fit and report how well it predicts them.
+    #[arg(long, env = "HERMES_HOLDOUT", default_value_t = 0)]
+    pub holdout: usize,
+    /// TOML table of metric weights (`metric = weight`); default: every metric weighs 1.
+    #[arg(long, env = "HERMES_OBJECTIVE")]
+    pub objective: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

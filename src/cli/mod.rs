@@ -8,11 +8,13 @@ mod describe;
 mod embed;
 mod eval;
 mod fit;
+mod fit_mix;
 pub mod groups;
 mod label;
 mod mix;
 mod serve;
 mod stats;
+mod swarm;
 
 use std::future::Future;
 
@@ -29,6 +31,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Label(args) => label::run(args),
         Command::Stats(args) => stats::run(args),
         Command::Mix(args) => mix::run(args),
+        Command::Swarm(args) => swarm::run(args),
+        Command::FitMix(args) => fit_mix::run(args),
         Command::Describe(args) => describe::run(args),
         Command::Serve(args) => serve::run(*args),
         Command::Consume(args) => consume::run(*args),

@@ -4,6 +4,9 @@
 //! - [`label`]: input files → `codes/` + `done/` (the same labeler as `serve`).
 //! - [`mix`]: labeled codes + a spec → `plan.json`, `plan.svg`, `selection/`.
 //! - [`fit`] (with [`fit_static`]): a corpus → a verified bundle.
+//! - [`swarm`]: labeled codes + a base spec → a swarm of mixtures (Olmix's files), and
+//!   optionally every variant's selection.
+//! - [`fit_mix`]: a swarm + its metrics → the fitted mixing law and proposed weights.
 //! - [`describe`]: labeled codes + their inputs → bucket cards and the atlas page.
 //!
 //! [`runner`] is the per-file loop they share (shard, skip what is done, markers, failures);
@@ -12,11 +15,13 @@
 
 pub mod describe;
 pub mod fit;
+pub mod fit_mix;
 pub mod fit_static;
 pub mod label;
 pub mod mix;
 pub mod progress;
 pub mod runner;
+pub mod swarm;
 
 use std::sync::Arc;
 

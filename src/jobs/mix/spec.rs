@@ -90,6 +90,25 @@ impl Spec {
         toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))
     }
 
+    /// The spec as TOML that [`Spec::parse`] reads back to the same spec (a swarm's variants,
+    /// fit-mix's `optimal.toml`).
+    pub fn to_toml(&self) -> String {
+        let value = toml::Value::try_from(self).expect("a spec is a TOML table");
+        toml::to_string_pretty(&value).expect("a TOML table prints")
+    }
+
+    /// This spec with stage 1 replaced by explicit `weights` (labels at `depth`).
+    pub fn with_weights(&self, weights: BTreeMap<String, f64>) -> Spec {
+        Spec {
+            stage1: Stage1 {
+                method: Method::Explicit,
+                temperature: None,
+                weights: Some(weights),
+            },
+            ..self.clone()
+        }
+    }
+
     /// Whether sizes are document counts (quotas are then integers).
     pub fn by_docs(&self) -> bool {
         self.size == "docs"
