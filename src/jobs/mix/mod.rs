@@ -104,29 +104,11 @@ pub struct SelectionDone {
 
 pub fn run(job: &MixJob) -> Result<MixSummary, MixError> {
     let started = Instant::now();
-    let text = std::fs::read_to_string(&job.spec).map_err(|e| MixError::Spec {
-        path: job.spec.display().to_string(),
-        message: e.to_string(),
-    })?;
-    let spec_err = |message: String| MixError::Spec {
-        path: job.spec.display().to_string(),
-        message,
-    };
-    let spec = Spec::parse(&text).map_err(spec_err)?;
-    let (files, marker) = crate::corpus::codes::list(&job.codes).map_err(MixError::Codes)?;
-    let levels = code_levels(&files[0].path).map_err(MixError::Codes)?;
-    spec.check(levels).map_err(spec_err)?;
-    if spec.group_depth() > MAX_DEPTH {
-        return Err(spec_err(format!(
-            "mixtures read at most {} levels",
-            MAX_DEPTH
-        )));
-    }
-    for (what, col) in spec.columns() {
-        for f in &files {
-            rows::check_numeric(&f.path, what, col).map_err(spec_err)?;
-        }
-    }
+    let Loaded {
+        spec,
+        files,
+        marker,
+    } = load(&job.spec, &job.codes)?;
     let spec_digest = digest(&serde_json::to_vec(&spec).expect("a spec serialises"));
     let codes_digest = codes_digest(&files)?;
 
@@ -181,6 +163,47 @@ pub fn run(job: &MixJob) -> Result<MixSummary, MixError> {
     summary.rows_read = counter.get();
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// A spec read and checked against the codes it will mix.
+pub struct Loaded {
+    pub spec: Spec,
+    pub files: Vec<CodesFile>,
+    /// The first codes file's done marker (fingerprint and encoder, the same for all).
+    pub marker: Done,
+}
+
+/// Reads the spec at `path` and lists the codes under `codes`, with every check that can
+/// be made before a pass: unknown keys, depths against the codes' levels, numeric columns.
+pub fn load(path: &Path, codes: &[PathBuf]) -> Result<Loaded, MixError> {
+    let text = std::fs::read_to_string(path).map_err(|e| MixError::Spec {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let spec_err = |message: String| MixError::Spec {
+        path: path.display().to_string(),
+        message,
+    };
+    let spec = Spec::parse(&text).map_err(spec_err)?;
+    let (files, marker) = crate::corpus::codes::list(codes).map_err(MixError::Codes)?;
+    let levels = code_levels(&files[0].path).map_err(MixError::Codes)?;
+    spec.check(levels).map_err(spec_err)?;
+    if spec.group_depth() > MAX_DEPTH {
+        return Err(spec_err(format!(
+            "mixtures read at most {} levels",
+            MAX_DEPTH
+        )));
+    }
+    for (what, col) in spec.columns() {
+        for f in &files {
+            rows::check_numeric(&f.path, what, col).map_err(spec_err)?;
+        }
+    }
+    Ok(Loaded {
+        spec,
+        files,
+        marker,
+    })
 }
 
 fn digest(bytes: &[u8]) -> String {
