@@ -91,8 +91,11 @@ fn reference_prior(spec_body: &str, dir: &Path) -> (BTreeMap<String, f64>, BTree
     (p, n)
 }
 
-/// `ratios.csv`: the header's labels and each run's (name, index, weights).
-fn ratios(out: &Path) -> (Vec<String>, Vec<(String, usize, Vec<f64>)>) {
+/// A row of `ratios.csv`: run name, index, weights.
+type Run = (String, usize, Vec<f64>);
+
+/// `ratios.csv`: the header's labels and each run.
+fn ratios(out: &Path) -> (Vec<String>, Vec<Run>) {
     let text = std::fs::read_to_string(out.join("ratios.csv")).unwrap();
     let mut lines = text.lines();
     let header: Vec<String> = lines.next().unwrap().split(',').map(String::from).collect();
