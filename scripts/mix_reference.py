@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """An independent re-computation of `hermes mix` (docs/mix.md, the rules) for the tests.
 
+`[stage2] min_candidates` (thin pools) merges a bucket's thin sub-buckets into one group
+labelled `<bucket>.*` before any quota is computed.
+
 It holds every row in memory and sorts, which `hermes mix` must not do, and follows the
 contract's rules as written. Usage:
 
@@ -68,6 +71,7 @@ def main():
     d2 = (s2 or {}).get("depth", d1)
     qcol = (s2 or {}).get("quality")
     top = (s2 or {}).get("top", 1.0)
+    min_cands = (s2 or {}).get("min_candidates", 0)
 
     files = []
     for i, d in enumerate(dirs):
@@ -99,17 +103,33 @@ def main():
             order = (-(q + 0.0) if qcol else 0.0, key_hash(seed, t["id"][i]), fi, t["row"][i])
             eligible.setdefault(code, []).append((order, size, name, t["row"][i]))
 
-    groups = sorted(rows_of)
-    cands = {}
-    for g in groups:
-        e = sorted(eligible.get(g, []))
+    def choose(e):
+        """A group's candidates from its eligible rows (rule 1)."""
+        e = sorted(e)
         if qcol is not None and e:
-            k = math.ceil(top * len(e) - EPS)
-            e = e[:k]
-        cands[g] = e
+            e = e[:math.ceil(top * len(e) - EPS)]
+        return e
 
-    buckets = sorted({g[:d1] for g in groups})
-    members = {b: [g for g in groups if g[:d1] == b] for b in buckets}
+    # Thin pools: within each bucket, the sub-buckets with fewer than min_candidates
+    # candidates (counted as rule 1 counts them, each on its own) become one group, the
+    # bucket's code followed by "*", placed after the bucket's other groups; its rows are all
+    # of theirs and its candidates are chosen again from them.
+    subgroups = sorted(rows_of)
+    buckets = sorted({g[:d1] for g in subgroups})
+    members = {}
+    pooled = {}  # merged group -> the sub-buckets it holds
+    for b in buckets:
+        subs = [g for g in subgroups if g[:d1] == b]
+        thin = [g for g in subs if len(choose(eligible.get(g, []))) < min_cands]
+        members[b] = [g for g in subs if g not in thin]
+        if thin:
+            pool = b + ("*",)
+            pooled[pool] = thin
+            rows_of[pool] = sum(rows_of[g] for g in thin)
+            eligible[pool] = [r for g in thin for r in eligible.get(g, [])]
+            members[b].append(pool)
+    groups = [g for b in buckets for g in members[b]]
+    cands = {g: choose(eligible.get(g, [])) for g in groups}
     n = [sum(r[1] for g in members[b] for r in cands[g]) for b in buckets]
     total = sum(n)
     method = s1["method"]
@@ -217,6 +237,7 @@ def main():
             "quota": t,
             "selected_size": selected,
             "largest_copies": max(copies, default=0),
+            "members": [".".join(map(str, m)) for m in pooled.get(g, [])],
         }
     json.dump({
         "groups": out_groups,

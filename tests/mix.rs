@@ -1,8 +1,9 @@
 //! `hermes mix` as a user runs it, on the real wiki corpus labeled by the static tier, checked
 //! against an independent re-computation of the contract's rules (`scripts/mix_reference.py`,
 //! Python holding every row in memory): every group's quota, candidates, selected size and
-//! largest copy count, and the whole selection row by row. Then determinism across task
-//! counts and `--codes` order, the plan-only preview, an infeasible budget, and bad specs.
+//! largest copy count, and the whole selection row by row (thin pools too). Then determinism
+//! across task counts and `--codes` order, the plan-only preview, an infeasible budget, and bad
+//! specs.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -164,6 +165,12 @@ fn check_with(name: &str, spec_body: &str, extra: &[&str]) -> Value {
         assert!(
             g["largest_copies"].as_u64().unwrap() <= epochs,
             "{name}: {label}"
+        );
+        // A merged thin pool names its sub-buckets; other groups carry no `members`.
+        assert_eq!(
+            g.get("members").unwrap_or(&json!([])),
+            &r["members"],
+            "{name}: group {label}: members"
         );
     }
     for b in plan["buckets"].as_array().unwrap() {
@@ -391,6 +398,10 @@ fn bad_specs_and_codes_get_clear_errors() {
             base.replace("depth = 1", "depth = 4"),
             "depth = 4 is outside 1..=3",
         ),
+        (
+            format!("{base}[stage2]\nquality = \"score\"\nmin_candidates = 5\n"),
+            "stage2.min_candidates = 5 needs stage2.depth",
+        ),
     ]
     .into_iter()
     .enumerate()
@@ -452,5 +463,143 @@ fn the_example_specs_match_the_reference() {
                 .unwrap();
         let plan = check(&format!("example-{name}"), &body);
         assert_eq!(plan["short"], false, "{name}");
+    }
+}
+
+/// Checks a plan's merged thin pools against the contract's shape: `<bucket>.*` is the last
+/// group of its bucket, holds at least one sub-bucket of that bucket, and every group left on
+/// its own has at least `min` candidates as it stands. Returns how many pools there are.
+fn thin_pools(name: &str, plan: &Value, min: u64) -> usize {
+    let groups = plan["groups"].as_array().unwrap();
+    let mut pools = 0;
+    for (i, g) in groups.iter().enumerate() {
+        let (label, bucket) = (g["label"].as_str().unwrap(), g["bucket"].as_str().unwrap());
+        if label != format!("{bucket}.*") {
+            assert!(g.get("members").is_none(), "{name}: {label}");
+            assert!(
+                g["candidates"].as_u64().unwrap() >= min,
+                "{name}: {label} is thin and alone"
+            );
+            continue;
+        }
+        pools += 1;
+        let members = g["members"].as_array().unwrap();
+        assert!(!members.is_empty(), "{name}: {label} holds nothing");
+        for m in members {
+            assert!(
+                m.as_str().unwrap().starts_with(&format!("{bucket}.")),
+                "{name}: {label} holds {m}"
+            );
+        }
+        assert!(
+            groups.get(i + 1).is_none_or(|n| n["bucket"] != g["bucket"]),
+            "{name}: {label} is not its bucket's last group"
+        );
+    }
+    pools
+}
+
+#[test]
+fn thin_pools_match_the_reference() {
+    // At depth 2 the corpus's 2,295 sub-buckets hold 1 to 22 candidates with a top-30% cut and
+    // a few more without: thin pools in every bucket, and groups without any candidate (every
+    // row's score null) among them.
+    for (name, min, body) in [
+        (
+            "thin-coverage-docs",
+            5,
+            "seed = 11\ndepth = 1\nbudget = 3000\nmax_epochs = 2\n[stage1]\nmethod = \"natural\"\n[stage2]\ndepth = 2\nrule = \"coverage\"\nmin_candidates = 5\n",
+        ),
+        (
+            "thin-proportional-top30-docs",
+            2,
+            "seed = 12\ndepth = 1\nbudget = 2500\n[stage1]\nmethod = \"natural\"\n[stage2]\ndepth = 2\nrule = \"proportional\"\nquality = \"score\"\ntop = 0.3\nmin_candidates = 2\n",
+        ),
+        (
+            "thin-coverage-top30-tokens",
+            2,
+            "seed = 13\ndepth = 1\nbudget = 400000\nsize = \"tokens\"\nmax_epochs = 4\n[stage1]\nmethod = \"temperature\"\ntemperature = 2.0\n[stage2]\ndepth = 2\nrule = \"coverage\"\nquality = \"score\"\ntop = 0.3\nmin_candidates = 2\n",
+        ),
+        (
+            "thin-proportional-tokens",
+            8,
+            "seed = 14\ndepth = 1\nbudget = 900000\nsize = \"tokens\"\nmax_epochs = 3\n[stage1]\nmethod = \"unimax\"\n[stage2]\ndepth = 2\nrule = \"proportional\"\nmin_candidates = 8\n",
+        ),
+        (
+            "thin-coverage-top50-depth3",
+            3,
+            "seed = 15\ndepth = 1\nbudget = 4000\nmax_epochs = 2\n[stage1]\nmethod = \"natural\"\n[stage2]\ndepth = 3\nquality = \"score\"\ntop = 0.5\nmin_candidates = 3\n",
+        ),
+    ] {
+        let plan = check(name, body);
+        let pools = thin_pools(name, &plan, min);
+        assert!(pools > 0, "{name}: no thin pool");
+        let merged = plan["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["members"].as_array().is_some_and(|m| m.len() > 1));
+        assert!(merged, "{name}: no pool merges two sub-buckets");
+    }
+    // With 1, only the sub-buckets without a candidate (every row's score null) are thin: pools
+    // of one sub-bucket, renamed, and pools with no candidate, which get no quota.
+    let plan = check(
+        "thin-empty",
+        "seed = 18\ndepth = 1\nbudget = 2000\n[stage1]\nmethod = \"natural\"\n[stage2]\ndepth = 2\nrule = \"coverage\"\nquality = \"score\"\ntop = 0.3\nmin_candidates = 1\n",
+    );
+    assert!(thin_pools("thin-empty", &plan, 1) > 0);
+    let pools: Vec<&Value> = plan["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g.get("members").is_some())
+        .collect();
+    assert!(
+        pools
+            .iter()
+            .all(|g| g["candidates"] == 0 && g["quota"] == 0.0),
+        "thin-empty: a pool with candidates"
+    );
+    assert!(
+        pools
+            .iter()
+            .any(|g| g["members"].as_array().unwrap().len() == 1)
+    );
+}
+
+#[test]
+fn thin_pools_that_merge_nothing_or_everything_change_nothing_else() {
+    let groups_and_selection = |name: &str, body: &str| {
+        let plan = check(name, body);
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("mix-{name}/out"));
+        (plan["groups"].clone(), selection(&dir))
+    };
+    // Every depth-2 sub-bucket has a row, so without quality none has fewer than 1 candidate:
+    // the same plan and selection as without the key.
+    let body = "seed = 16\ndepth = 1\nbudget = 3000\nmax_epochs = 2\n[stage1]\nmethod = \"temperature\"\ntemperature = 2.0\n[stage2]\ndepth = 2\nrule = \"coverage\"\n";
+    let (groups, sel) = groups_and_selection("thin-none-without", body);
+    let (thin, thin_sel) =
+        groups_and_selection("thin-none", &format!("{body}min_candidates = 1\n"));
+    assert_eq!(thin, groups);
+    assert_eq!(thin_sel, sel);
+    // Everything thin: each bucket is one pool `<bucket>.*` holding all its sub-buckets, and
+    // the quality cut runs over the bucket, as with no stage-2 depth at all.
+    let flat = "seed = 17\ndepth = 1\nbudget = 2000\n[stage1]\nmethod = \"natural\"\n[stage2]\nquality = \"score\"\ntop = 0.3\n";
+    let (buckets, sel) = groups_and_selection("thin-all-without", flat);
+    let (pools, pools_sel) = groups_and_selection(
+        "thin-all",
+        &flat.replace(
+            "[stage2]\n",
+            "[stage2]\ndepth = 2\nmin_candidates = 1000000\n",
+        ),
+    );
+    assert_eq!(pools_sel, sel);
+    let (buckets, pools) = (buckets.as_array().unwrap(), pools.as_array().unwrap());
+    assert_eq!(pools.len(), buckets.len());
+    for (p, b) in pools.iter().zip(buckets) {
+        assert_eq!(p["label"], format!("{}.*", b["label"].as_str().unwrap()));
+        for field in ["rows", "excluded", "candidates", "quota", "selected_size"] {
+            assert_eq!(p[field], b[field], "{}: {field}", p["label"]);
+        }
     }
 }

@@ -297,6 +297,7 @@ fn dress(
         groups.push(GroupCut {
             line,
             bucket: g.bucket,
+            members: g.members,
             base_copies: g.base_copies,
             quality_cut: g.quality_cut.as_ref().map(plan::hex),
             extra_cut: g.extra_cut.as_ref().map(plan::hex),
@@ -346,6 +347,24 @@ struct Selecting {
     extra: Option<rows::OrderKey>,
 }
 
+/// The row prefixes a plan's group holds: its label's code, or a merged thin pool's
+/// (`<bucket>.*`) members'.
+fn group_codes(g: &GroupCut) -> Result<Vec<Vec<u16>>, MixError> {
+    let parse = |l: &str| -> Result<Vec<u16>, MixError> {
+        l.split('.')
+            .map(|c| {
+                c.parse()
+                    .map_err(|_| MixError::Plan(format!("bad label {l}")))
+            })
+            .collect()
+    };
+    if g.members.is_empty() {
+        Ok(vec![parse(&g.line.label)?])
+    } else {
+        g.members.iter().map(|m| parse(m)).collect()
+    }
+}
+
 /// This task's share of the files: one pass each, rows with copies ≥ 1 written in row order.
 fn select(
     job: &MixJob,
@@ -358,16 +377,9 @@ fn select(
     let mut index = std::collections::HashMap::new();
     let mut cuts = Vec::with_capacity(plan.groups.len());
     for g in &plan.groups {
-        let code: Vec<u16> = g
-            .line
-            .label
-            .split('.')
-            .map(|c| {
-                c.parse()
-                    .map_err(|_| MixError::Plan(format!("bad label {}", g.line.label)))
-            })
-            .collect::<Result<_, _>>()?;
-        index.insert(pack(&code), cuts.len());
+        for code in group_codes(g)? {
+            index.insert(pack(&code), cuts.len());
+        }
         cuts.push(Selecting {
             base: u16::try_from(g.base_copies)
                 .map_err(|_| MixError::Plan("copies over u16".into()))?,

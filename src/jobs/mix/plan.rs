@@ -45,6 +45,9 @@ pub struct GroupCut {
     pub line: Line,
     /// The stage-1 bucket it belongs to.
     pub bucket: String,
+    /// A merged thin pool's (`<bucket>.*`) sub-buckets, in code order; empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
     /// Copies every candidate gets.
     pub base_copies: u32,
     /// The last candidate of the quality order (hex order key); absent: all qualify.
@@ -96,7 +99,10 @@ pub struct Plan {
 /// Running counts of one group during the passes.
 #[derive(Debug, Clone, Default)]
 struct Group {
+    /// Its prefix; a merged thin pool's is its bucket's.
     code: Vec<u16>,
+    /// A merged thin pool's sub-buckets (their codes, in code order); empty otherwise.
+    members: Vec<Vec<u16>>,
     rows: u64,
     excluded: u64,
     eligible: u64,
@@ -106,6 +112,24 @@ struct Group {
 }
 
 impl Group {
+    /// `17.3`, or `17.*` for bucket 17's merged thin pool.
+    fn label(&self) -> String {
+        if self.members.is_empty() {
+            label(&self.code)
+        } else {
+            format!("{}.*", label(&self.code))
+        }
+    }
+
+    /// The prefixes of the rows it holds.
+    fn codes(&self) -> Vec<&[u16]> {
+        if self.members.is_empty() {
+            vec![&self.code]
+        } else {
+            self.members.iter().map(Vec::as_slice).collect()
+        }
+    }
+
     fn candidates(&self) -> (u64, f64) {
         match self.quality {
             Some(c) => (c.count, c.size),
@@ -122,6 +146,62 @@ pub fn unhex(s: &str) -> Result<OrderKey, String> {
     let v = hex::decode(s).map_err(|e| format!("bad cut {s:?}: {e}"))?;
     v.try_into()
         .map_err(|_| format!("bad cut {s:?}: not 28 bytes"))
+}
+
+/// A group's candidate count from its eligible rows `r` alone (rule 1): with quality (`top`),
+/// `ceil(top · r − 1e-9)`, at least 1 and at most r; without, r.
+fn candidate_count(eligible: u64, top: Option<f64>) -> u64 {
+    match top {
+        Some(top) if eligible > 0 => {
+            ((top * eligible as f64 - EPS).ceil().max(1.0) as u64).min(eligible)
+        }
+        _ => eligible,
+    }
+}
+
+/// Thin pools (`[stage2] min_candidates`, docs/mix.md): in each stage-1 bucket (the first
+/// `depth` levels), the groups with fewer than `min` candidates before merging (from pass 1's
+/// counts, [`candidate_count`]) become one group `<bucket>.*`, placed after the bucket's other
+/// groups, that holds all their rows; its candidates are chosen afterwards over the union by the
+/// same rule. A single thin group is merged too (it is then renamed), and so are groups without
+/// candidates (they add rows and exclusions, nothing else). `groups` are in code order, and so
+/// is what comes back; `min = 0` changes nothing.
+fn merge_thin(groups: Vec<Group>, depth: usize, min: u64, top: Option<f64>) -> Vec<Group> {
+    if min == 0 {
+        return groups;
+    }
+    let mut out = Vec::with_capacity(groups.len());
+    let mut pool: Option<Group> = None;
+    for g in groups {
+        if pool.as_ref().is_some_and(|p| p.code != g.code[..depth]) {
+            out.extend(pool.take());
+        }
+        if candidate_count(g.eligible, top) >= min {
+            out.push(g);
+            continue;
+        }
+        let p = pool.get_or_insert_with(|| Group {
+            code: g.code[..depth].to_vec(),
+            ..Group::default()
+        });
+        p.rows += g.rows;
+        p.excluded += g.excluded;
+        p.eligible += g.eligible;
+        p.eligible_size += g.eligible_size;
+        p.members.push(g.code);
+    }
+    out.extend(pool);
+    out
+}
+
+/// Every row prefix → the index of the group that holds it (a merged pool's members all map to
+/// the pool).
+fn group_index(groups: &[Group]) -> HashMap<u128, usize> {
+    groups
+        .iter()
+        .enumerate()
+        .flat_map(|(i, g)| g.codes().into_iter().map(move |c| (pack(c), i)))
+        .collect()
 }
 
 /// What a pass over every file calls per row: the file's index and the row.
@@ -184,13 +264,15 @@ pub fn make(
         },
         counter,
     )?;
-    // Code order everywhere from here on.
+    // Code order everywhere from here on (a bucket's merged thin pool after its other groups).
     groups.sort_by(|a, b| a.code.cmp(&b.code));
-    let index: HashMap<u128, usize> = groups
-        .iter()
-        .enumerate()
-        .map(|(i, g)| (pack(&g.code), i))
-        .collect();
+    let mut groups = merge_thin(
+        groups,
+        spec.depth,
+        spec.min_candidates(),
+        quality.map(|(_, top)| top),
+    );
+    let index = group_index(&groups);
     let keyed = Columns { id: true, ..cols };
 
     // The quality phase: each group's top `ceil(top · r)` rows.
@@ -198,9 +280,8 @@ pub fn make(
         let mut searches: Vec<Option<Search>> = groups
             .iter()
             .map(|g| {
-                let k = (top * g.eligible as f64 - EPS).ceil().max(1.0);
-                (g.eligible > 0 && (k as u64) < g.eligible)
-                    .then(|| Search::new(k, true, g.eligible))
+                let k = candidate_count(g.eligible, Some(top));
+                (k < g.eligible).then(|| Search::new(k as f64, true, g.eligible))
             })
             .collect();
         run_searches(
@@ -284,7 +365,7 @@ pub fn make(
                 let a: Vec<f64> = ni.iter().map(|x| epochs * x).collect();
                 let tie: Vec<u64> = with
                     .iter()
-                    .map(|&i| key_hash(spec.seed, &label(&groups[i].code)))
+                    .map(|&i| key_hash(spec.seed, &groups[i].label()))
                     .collect();
                 coverage(qb, &a, docs, &tie)
             }
@@ -341,8 +422,9 @@ pub fn make(
                 let selected = f64::from(base[i]) * per + more;
                 PartGroup {
                     bucket: label(&g.code[..spec.depth]),
+                    members: g.members.iter().map(|c| label(c)).collect(),
                     line: Line {
-                        label: label(&g.code),
+                        label: g.label(),
                         rows: g.rows,
                         excluded: g.excluded,
                         candidates: count,
@@ -382,6 +464,8 @@ pub struct PlanParts {
 
 pub struct PartGroup {
     pub bucket: String,
+    /// A merged thin pool's sub-buckets; empty otherwise.
+    pub members: Vec<String>,
     pub line: Line,
     pub base_copies: u32,
     pub quality_cut: Option<OrderKey>,
@@ -439,4 +523,71 @@ fn run_searches(
 /// Whether stage 1 is by explicit weights (for the plan's wording).
 pub fn is_explicit(spec: &Spec) -> bool {
     spec.stage1.method == Method::Explicit
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(code: &[u16], eligible: u64) -> Group {
+        Group {
+            code: code.to_vec(),
+            rows: eligible + 1,
+            excluded: 1,
+            eligible,
+            eligible_size: eligible as f64,
+            ..Group::default()
+        }
+    }
+
+    #[test]
+    fn thin_groups_merge_per_bucket_after_the_others() {
+        let groups = vec![
+            group(&[1, 0], 1),
+            group(&[1, 4], 9),
+            group(&[1, 7], 0),
+            group(&[2, 1], 2),
+            group(&[3, 0], 5),
+            group(&[3, 2], 6),
+        ];
+        // Without quality a group's candidates are its eligible rows.
+        let merged = merge_thin(groups.clone(), 1, 3, None);
+        let labels: Vec<String> = merged.iter().map(Group::label).collect();
+        assert_eq!(labels, ["1.4", "1.*", "2.*", "3.0", "3.2"]);
+        assert_eq!(merged[1].members, [vec![1, 0], vec![1, 7]]);
+        assert_eq!(
+            (merged[1].rows, merged[1].excluded, merged[1].eligible),
+            (3, 2, 1)
+        );
+        assert_eq!(merged[2].members, [vec![2, 1]]);
+        let index = group_index(&merged);
+        assert_eq!(index.len(), groups.len());
+        for (code, want) in [
+            (&[1u16, 0][..], 1),
+            (&[1, 7], 1),
+            (&[1, 4], 0),
+            (&[2, 1], 2),
+        ] {
+            assert_eq!(index[&pack(code)], want, "{code:?}");
+        }
+        // With a top 30%: 9 eligible rows give 3 candidates, 5 give 2, 6 give 2.
+        let labels: Vec<String> = merge_thin(groups.clone(), 1, 3, Some(0.3))
+            .iter()
+            .map(Group::label)
+            .collect();
+        assert_eq!(labels, ["1.4", "1.*", "2.*", "3.*"]);
+        // Off: unchanged.
+        let same = merge_thin(groups.clone(), 1, 0, None);
+        assert_eq!(same.len(), groups.len());
+        assert!(same.iter().all(|g| g.members.is_empty()));
+    }
+
+    #[test]
+    fn candidate_counts_follow_rule_1() {
+        assert_eq!(candidate_count(10, Some(0.3)), 3);
+        assert_eq!(candidate_count(1, Some(0.3)), 1);
+        assert_eq!(candidate_count(0, Some(0.3)), 0);
+        assert_eq!(candidate_count(7, None), 7);
+        assert_eq!(candidate_count(4, Some(1.0)), 4);
+    }
 }

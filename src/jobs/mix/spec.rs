@@ -78,10 +78,19 @@ pub struct Stage2 {
     pub quality: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top: Option<f64>,
+    /// Thin pools: a stage-1 bucket's groups with fewer candidates than this are merged into
+    /// one group `<bucket>.*` (0: off). Not written when 0, so the JSON of a spec without it
+    /// (and so its digest) is what it was before the key existed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub min_candidates: u64,
 }
 
 fn coverage() -> Rule {
     Rule::Coverage
+}
+
+fn is_zero(x: &u64) -> bool {
+    *x == 0
 }
 
 impl Spec {
@@ -120,6 +129,11 @@ impl Spec {
             .as_ref()
             .and_then(|s| s.depth)
             .unwrap_or(self.depth)
+    }
+
+    /// Thin pools: the smallest candidate count a group keeps to itself (0: off).
+    pub fn min_candidates(&self) -> u64 {
+        self.stage2.as_ref().map_or(0, |s| s.min_candidates)
     }
 
     pub fn quality(&self) -> Option<(&str, f64)> {
@@ -214,6 +228,12 @@ impl Spec {
                 }
                 _ => {}
             }
+            if s2.min_candidates > 0 && s2.depth.is_none() {
+                return Err(format!(
+                    "stage2.min_candidates = {} needs stage2.depth deeper than depth = {}: without it the groups are the stage-1 buckets and there is nothing to merge",
+                    s2.min_candidates, self.depth
+                ));
+            }
         }
         Ok(())
     }
@@ -301,5 +321,32 @@ top = 0.3
         )
         .unwrap();
         assert!(s.check(3).unwrap_err().contains("not a finite number"));
+    }
+
+    #[test]
+    fn min_candidates_is_read_needs_a_stage2_depth_and_is_not_written_when_off() {
+        let s = Spec::parse(&GOOD.replace("top = 0.3", "top = 0.3\nmin_candidates = 50")).unwrap();
+        assert_eq!(s.min_candidates(), 50);
+        s.check(3).unwrap();
+        assert!(s.to_toml().contains("min_candidates = 50"));
+        assert_eq!(Spec::parse(&s.to_toml()).unwrap(), s);
+        // Off (the default): the spec's JSON, hashed into a plan's spec_digest, has no such key.
+        let off = Spec::parse(GOOD).unwrap();
+        assert_eq!(off.min_candidates(), 0);
+        let json = serde_json::to_string(&off).unwrap();
+        assert!(!json.contains("min_candidates"), "{json}");
+        let zero =
+            Spec::parse(&GOOD.replace("top = 0.3", "top = 0.3\nmin_candidates = 0")).unwrap();
+        assert_eq!(serde_json::to_string(&zero).unwrap(), json);
+        // Without a stage-2 depth the groups are the buckets: nothing to merge.
+        let s = Spec::parse(&GOOD.replace("depth = 2\n", "min_candidates = 5\n")).unwrap();
+        let err = s.check(3).unwrap_err();
+        assert!(
+            err.contains("stage2.min_candidates = 5 needs stage2.depth"),
+            "{err}"
+        );
+        let err =
+            Spec::parse(&GOOD.replace("top = 0.3", "top = 0.3\nmin_candidates = -1")).unwrap_err();
+        assert!(err.contains("min_candidates"), "{err}");
     }
 }
