@@ -410,3 +410,86 @@ fn bad_swarms_get_clear_errors() {
     );
     assert!(stderr(&o).contains("sum to 0.5"), "{}", stderr(&o));
 }
+
+/// "N rows read" from a command's summary line.
+fn rows_read(o: &Output) -> u64 {
+    let e = stderr(o);
+    let at = e
+        .find(" rows read")
+        .unwrap_or_else(|| panic!("no rows read in {e}"));
+    e[..at].rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn select_writes_what_hermes_mix_writes_for_every_variant_from_one_count() {
+    let d = dir("select");
+    // Quality, thin pools and a token size: every rule the variants share.
+    let base = BASE
+        .replace("budget = 4000", "budget = 300000\nsize = \"tokens\"")
+        .replace("top = 0.5", "top = 0.5\nmin_candidates = 3");
+    let spec = write(&d.join("base.toml"), &base);
+    let out = d.join("sel");
+    let o = swarm(&spec, &out, &["--variants", "12", "--select"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let swarm_rows = rows_read(&o);
+    let mut mix_rows = 0;
+    for i in 0..12 {
+        let name = format!("sel-{i:04}");
+        let m = d.join(format!("mix-{i}"));
+        let vspec = out.join("variants").join(format!("{name}.toml"));
+        let o = hermes(&[
+            "mix",
+            "--codes",
+            labeled().to_str().unwrap(),
+            "--spec",
+            vspec.to_str().unwrap(),
+            "--out",
+            m.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        mix_rows += rows_read(&o);
+        let v = out.join("variants").join(&name);
+        assert_eq!(
+            std::fs::read(v.join("plan.json")).unwrap(),
+            std::fs::read(m.join("plan.json")).unwrap(),
+            "{name}: plan.json"
+        );
+        let files: Vec<_> = std::fs::read_dir(m.join("selection")).unwrap().collect();
+        assert_eq!(files.len(), 4);
+        for f in files {
+            let f = f.unwrap().file_name();
+            assert_eq!(
+                std::fs::read(v.join("selection").join(&f)).unwrap(),
+                std::fs::read(m.join("selection").join(&f)).unwrap(),
+                "{name}: selection {f:?}"
+            );
+            assert!(
+                v.join("done")
+                    .join(format!("{}.json", f.to_string_lossy()))
+                    .exists()
+            );
+        }
+        // hermes mix on the variant's own directory finds its plan and markers: nothing to do.
+        let o = hermes(&[
+            "mix",
+            "--codes",
+            labeled().to_str().unwrap(),
+            "--spec",
+            vspec.to_str().unwrap(),
+            "--out",
+            v.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("reused the plan")
+                && stderr(&o).contains("0 files selected, 4 already done"),
+            "{name}: {}",
+            stderr(&o)
+        );
+    }
+    // Shared passes: twelve variants read the codes about as often as one mix, not twelve times.
+    assert!(
+        swarm_rows * 4 < mix_rows,
+        "swarm --select read {swarm_rows} rows; 12 hermes mix runs read {mix_rows}"
+    );
+}

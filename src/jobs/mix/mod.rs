@@ -109,7 +109,7 @@ pub fn run(job: &MixJob) -> Result<MixSummary, MixError> {
         files,
         marker,
     } = load(&job.spec, &job.codes)?;
-    let spec_digest = digest(&serde_json::to_vec(&spec).expect("a spec serialises"));
+    let spec_digest = spec_digest(&spec);
     let codes_digest = codes_digest(&files)?;
 
     let counter = Arc::new(Counter::default());
@@ -206,12 +206,17 @@ pub fn load(path: &Path, codes: &[PathBuf]) -> Result<Loaded, MixError> {
     })
 }
 
+/// What identifies a spec in plans and markers: sha256 of its JSON, as read.
+pub(crate) fn spec_digest(spec: &Spec) -> String {
+    digest(&serde_json::to_vec(spec).expect("a spec serialises"))
+}
+
 fn digest(bytes: &[u8]) -> String {
     hex::encode(&Sha256::digest(bytes)[..16])
 }
 
 /// What identifies the codes: each file's name, byte length and marker.
-fn codes_digest(files: &[CodesFile]) -> Result<String, MixError> {
+pub(crate) fn codes_digest(files: &[CodesFile]) -> Result<String, MixError> {
     let mut h = Sha256::new();
     for f in files {
         let len = std::fs::metadata(&f.path)
@@ -235,7 +240,7 @@ fn read_plan(path: &Path) -> Result<Option<Plan>, MixError> {
 }
 
 /// Writes `plan.json` and `plan.svg` by rename.
-fn write_plan(out: &Path, plan: &Plan) -> Result<(), MixError> {
+pub(crate) fn write_plan(out: &Path, plan: &Plan) -> Result<(), MixError> {
     let io = |p: &Path, e: std::io::Error| MixError::Plan(format!("{}: {e}", p.display()));
     std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
     let svg_path = out.join("plan.svg");
@@ -251,7 +256,7 @@ fn write_plan(out: &Path, plan: &Plan) -> Result<(), MixError> {
 }
 
 /// The plan with its shares and totals filled in.
-fn dress(
+pub(crate) fn dress(
     spec: &Spec,
     parts: plan::PlanParts,
     files: &[CodesFile],
@@ -365,6 +370,69 @@ fn group_codes(g: &GroupCut) -> Result<Vec<Vec<u16>>, MixError> {
     }
 }
 
+/// A plan's cuts as the selection pass needs them: every row prefix → its group's cuts.
+pub struct Cuts {
+    index: std::collections::HashMap<u128, usize>,
+    cuts: Vec<Selecting>,
+}
+
+impl Cuts {
+    pub fn of(plan: &Plan) -> Result<Cuts, MixError> {
+        let mut index = std::collections::HashMap::new();
+        let mut cuts = Vec::with_capacity(plan.groups.len());
+        for g in &plan.groups {
+            for code in group_codes(g)? {
+                index.insert(pack(&code), cuts.len());
+            }
+            cuts.push(Selecting {
+                base: u16::try_from(g.base_copies)
+                    .map_err(|_| MixError::Plan("copies over u16".into()))?,
+                quality: g
+                    .quality_cut
+                    .as_deref()
+                    .map(unhex)
+                    .transpose()
+                    .map_err(MixError::Plan)?,
+                extra: g
+                    .extra_cut
+                    .as_deref()
+                    .map(unhex)
+                    .transpose()
+                    .map_err(MixError::Plan)?,
+            });
+        }
+        Ok(Cuts { index, cuts })
+    }
+
+    /// The copies of a row with prefix `code` and order key `key` (0: not selected); `key` is
+    /// computed only when the row's group may take it.
+    fn copies(&self, code: &[u16], key: &dyn Fn() -> rows::OrderKey) -> u16 {
+        let Some(&g) = self.index.get(&pack(code)) else {
+            return 0;
+        };
+        let c = &self.cuts[g];
+        if c.base == 0 && c.extra.is_none() {
+            return 0;
+        }
+        let key = key();
+        if c.quality.is_some_and(|q| key > q) {
+            return 0;
+        }
+        c.base + u16::from(c.extra.is_some_and(|e| key <= e))
+    }
+}
+
+/// The columns the selection pass reads.
+pub fn selection_columns(spec: &Spec) -> Columns {
+    Columns {
+        depth: spec.group_depth(),
+        size: (!spec.by_docs()).then(|| spec.size.clone()),
+        quality: spec.quality().map(|(q, _)| q.to_string()),
+        id: true,
+        residuals: false,
+    }
+}
+
 /// This task's share of the files: one pass each, rows with copies ≥ 1 written in row order.
 fn select(
     job: &MixJob,
@@ -374,42 +442,13 @@ fn select(
     counter: &Arc<Counter>,
     summary: &mut MixSummary,
 ) -> Result<(), MixError> {
-    let mut index = std::collections::HashMap::new();
-    let mut cuts = Vec::with_capacity(plan.groups.len());
-    for g in &plan.groups {
-        for code in group_codes(g)? {
-            index.insert(pack(&code), cuts.len());
-        }
-        cuts.push(Selecting {
-            base: u16::try_from(g.base_copies)
-                .map_err(|_| MixError::Plan("copies over u16".into()))?,
-            quality: g
-                .quality_cut
-                .as_deref()
-                .map(unhex)
-                .transpose()
-                .map_err(MixError::Plan)?,
-            extra: g
-                .extra_cut
-                .as_deref()
-                .map(unhex)
-                .transpose()
-                .map_err(MixError::Plan)?,
-        });
-    }
-    let cols = Columns {
-        depth: spec.group_depth(),
-        size: (!spec.by_docs()).then(|| spec.size.clone()),
-        quality: spec.quality().map(|(q, _)| q.to_string()),
-        id: true,
-        residuals: false,
-    };
+    let cuts = Cuts::of(plan)?;
+    let cols = selection_columns(spec);
     let step = SelectStep {
         out: &job.out,
         plan,
         seed: spec.seed,
         cols,
-        index,
         cuts,
     };
     let run = Run {
@@ -437,8 +476,7 @@ struct SelectStep<'a> {
     plan: &'a Plan,
     seed: u64,
     cols: Columns,
-    index: std::collections::HashMap<u128, usize>,
-    cuts: Vec<Selecting>,
+    cuts: Cuts,
 }
 
 impl Step for SelectStep<'_> {
@@ -474,15 +512,14 @@ impl Step for SelectStep<'_> {
     ) -> Result<(Option<SelectionDone>, u64), String> {
         let started = Instant::now();
         let out = self.out.join("selection").join(&f.name);
-        let (rows, selected, copies) = select_file(
+        let (rows, written) = select_file(
             f,
             index as u32,
             self.seed,
             &self.cols,
-            &self.index,
-            &self.cuts,
-            &out,
+            &[(&self.cuts, out.as_path())],
         )?;
+        let (selected, copies) = written[0];
         counter.add(rows);
         let marker = SelectionDone {
             codes: f.name.clone(),
@@ -500,105 +537,166 @@ impl Step for SelectStep<'_> {
 /// Rows of the selection buffered before a write.
 const WRITE_BATCH: usize = 65_536;
 
-fn select_file(
+/// One selection file being written.
+struct Writing {
+    out: PathBuf,
+    tmp: PathBuf,
+    writer: ArrowWriter<std::fs::File>,
+    ids: Vec<String>,
+    rows: Vec<u64>,
+    copies: Vec<u16>,
+    selected: u64,
+    total_copies: u64,
+}
+
+impl Writing {
+    fn start(out: &Path, schema: &Arc<Schema>) -> Result<Writing, String> {
+        let err = |e: &dyn std::fmt::Display| format!("{}: {e}", out.display());
+        if let Some(dir) = out.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
+        }
+        clear_stale(out);
+        let tmp = tmp_name(out);
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_compression(parquet::basic::Compression::ZSTD(
+                parquet::basic::ZstdLevel::try_new(3).expect("valid level"),
+            ))
+            .build();
+        let file = std::fs::File::create(&tmp).map_err(|e| err(&e))?;
+        let writer =
+            ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| err(&e))?;
+        Ok(Writing {
+            out: out.to_path_buf(),
+            tmp,
+            writer,
+            ids: Vec::new(),
+            rows: Vec::new(),
+            copies: Vec::new(),
+            selected: 0,
+            total_copies: 0,
+        })
+    }
+
+    fn push(&mut self, id: &str, row: u64, n: u16, schema: &Arc<Schema>) -> Result<(), String> {
+        self.ids.push(id.to_string());
+        self.rows.push(row);
+        self.copies.push(n);
+        self.selected += 1;
+        self.total_copies += u64::from(n);
+        if self.ids.len() >= WRITE_BATCH {
+            self.flush(schema)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, schema: &Arc<Schema>) -> Result<(), String> {
+        if self.ids.is_empty() {
+            return Ok(());
+        }
+        let err = |e: &dyn std::fmt::Display| format!("{}: {e}", self.out.display());
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(std::mem::take(&mut self.ids))) as ArrayRef,
+                Arc::new(UInt64Array::from(std::mem::take(&mut self.rows))),
+                Arc::new(UInt16Array::from(std::mem::take(&mut self.copies))),
+            ],
+        )
+        .map_err(|e| err(&e))?;
+        self.writer.write(&batch).map_err(|e| err(&e))
+    }
+
+    /// Flushes, syncs and renames into place: (selected rows, copies).
+    fn finish(mut self, schema: &Arc<Schema>) -> Result<(u64, u64), String> {
+        self.flush(schema)?;
+        let out = self.out.clone();
+        let err = |e: &dyn std::fmt::Display| format!("{}: {e}", out.display());
+        let file = self.writer.into_inner().map_err(|e| err(&e))?;
+        file.sync_all().map_err(|e| err(&e))?;
+        std::fs::rename(&self.tmp, &self.out).map_err(|e| err(&e))?;
+        sync_dir(&self.out).map_err(|e| err(&e))?;
+        Ok((self.selected, self.total_copies))
+    }
+}
+
+/// One read of codes file `f` (index `fi` in the sorted list) → the selection of it by each
+/// of `targets` (a plan's cuts and the output path; the plans share seed and columns).
+/// Returns the rows read and, per target, (selected rows, copies).
+pub fn select_file(
     f: &CodesFile,
     fi: u32,
     seed: u64,
     cols: &Columns,
-    index: &std::collections::HashMap<u128, usize>,
-    cuts: &[Selecting],
-    out: &Path,
-) -> Result<(u64, u64, u64), String> {
-    let err = |e: &dyn std::fmt::Display| format!("{}: {e}", out.display());
-    if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
-    }
-    clear_stale(out);
-    let tmp = tmp_name(out);
+    targets: &[(&Cuts, &Path)],
+) -> Result<(u64, Vec<(u64, u64)>), String> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("id", DataType::Utf8, false),
         Field::new("row", DataType::UInt64, false),
         Field::new("copies", DataType::UInt16, false),
     ]));
-    let props = parquet::file::properties::WriterProperties::builder()
-        .set_compression(parquet::basic::Compression::ZSTD(
-            parquet::basic::ZstdLevel::try_new(3).expect("valid level"),
-        ))
-        .build();
-    let file = std::fs::File::create(&tmp).map_err(|e| err(&e))?;
-    let mut writer =
-        ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| err(&e))?;
-    let (mut ids, mut rows, mut copies) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut selected, mut total_copies) = (0u64, 0u64);
-    let mut write_err: Option<String> = None;
+    let mut writing = Vec::with_capacity(targets.len());
+    let mut failed: Option<String> = None;
+    for (_, out) in targets {
+        match Writing::start(out, &schema) {
+            Ok(w) => writing.push(w),
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
     let quality = cols.quality.is_some();
-    let flush = |ids: &mut Vec<String>,
-                 rows: &mut Vec<u64>,
-                 copies: &mut Vec<u16>,
-                 writer: &mut ArrowWriter<std::fs::File>|
-     -> Result<(), String> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let batch = RecordBatch::try_new(
-            schema.clone(),
-            vec![
-                Arc::new(StringArray::from(std::mem::take(ids))) as ArrayRef,
-                Arc::new(UInt64Array::from(std::mem::take(rows))),
-                Arc::new(UInt16Array::from(std::mem::take(copies))),
-            ],
-        )
-        .map_err(|e| err(&e))?;
-        writer.write(&batch).map_err(|e| err(&e))
+    let read = match failed.take() {
+        Some(e) => Err(e),
+        None => scan(&f.path, cols, |r| {
+            if failed.is_some() {
+                return;
+            }
+            let (Some(_), true) = (r.size, !quality || r.quality.is_some()) else {
+                return;
+            };
+            // The key (a sha256) once per row, and only if some plan's group may take it.
+            let key = std::cell::OnceCell::new();
+            let key_of =
+                || *key.get_or_init(|| order_key(r.quality, key_hash(seed, r.id), fi, r.row));
+            for ((cuts, _), w) in targets.iter().zip(writing.iter_mut()) {
+                let n = cuts.copies(r.code, &key_of);
+                if n > 0
+                    && let Err(e) = w.push(r.id, r.row, n, &schema)
+                {
+                    failed = Some(e);
+                    return;
+                }
+            }
+        }),
     };
-    let read = scan(&f.path, cols, |r| {
-        if write_err.is_some() {
-            return;
-        }
-        let Some(&g) = index.get(&pack(r.code)) else {
-            return;
-        };
-        let (Some(_), true) = (r.size, !quality || r.quality.is_some()) else {
-            return;
-        };
-        let c = &cuts[g];
-        if c.base == 0 && c.extra.is_none() {
-            return;
-        }
-        let key = order_key(r.quality, key_hash(seed, r.id), fi, r.row);
-        if c.quality.is_some_and(|q| key > q) {
-            return;
-        }
-        let n = c.base + u16::from(c.extra.is_some_and(|e| key <= e));
-        if n == 0 {
-            return;
-        }
-        ids.push(r.id.to_string());
-        rows.push(r.row);
-        copies.push(n);
-        selected += 1;
-        total_copies += u64::from(n);
-        if ids.len() >= WRITE_BATCH
-            && let Err(e) = flush(&mut ids, &mut rows, &mut copies, &mut writer)
-        {
-            write_err = Some(e);
-        }
-    });
     let result = read.and_then(|n| {
-        if let Some(e) = write_err {
+        if let Some(e) = failed.take() {
             return Err(e);
         }
-        flush(&mut ids, &mut rows, &mut copies, &mut writer)?;
-        let file = writer.into_inner().map_err(|e| err(&e))?;
-        file.sync_all().map_err(|e| err(&e))?;
-        std::fs::rename(&tmp, out).map_err(|e| err(&e))?;
-        sync_dir(out).map_err(|e| err(&e))?;
         Ok(n)
     });
     match result {
-        Ok(n) => Ok((n, selected, total_copies)),
+        Ok(n) => {
+            let mut written = Vec::with_capacity(writing.len());
+            let mut writing = writing.into_iter();
+            for w in writing.by_ref() {
+                match w.finish(&schema) {
+                    Ok(x) => written.push(x),
+                    Err(e) => {
+                        for w in writing {
+                            let _ = std::fs::remove_file(&w.tmp);
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+            Ok((n, written))
+        }
         Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
+            for w in writing {
+                let _ = std::fs::remove_file(&w.tmp);
+            }
             Err(e)
         }
     }

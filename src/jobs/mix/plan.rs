@@ -228,6 +228,45 @@ pub fn make(
     files: &[CodesFile],
     counter: &super::super::progress::Counter,
 ) -> Result<PlanParts, String> {
+    let counted = count(spec, files, counter)?;
+    let mut allotted = [allot(spec, &counted)?];
+    search_crossings(files, spec.seed, &counted, &mut allotted, counter)?;
+    let [allotted] = allotted;
+    Ok(finish(spec, &counted, allotted))
+}
+
+/// A spec's codes counted: the groups (thin pools merged, quality cuts found), the index from
+/// a row's prefix to its group, and the stage-1 buckets. None of it depends on stage 1 or the
+/// budget, so specs that differ only there (a swarm's variants) share one count.
+pub struct Counted {
+    groups: Vec<Group>,
+    index: HashMap<u128, usize>,
+    /// Each stage-1 bucket's code and its groups, in code order.
+    buckets: Vec<(Vec<u16>, Vec<usize>)>,
+    /// The columns the later passes read.
+    keyed: Columns,
+}
+
+impl Counted {
+    /// Every stage-1 bucket's label and `n_b`, the total size of its candidates (rule 1), in
+    /// code order.
+    pub fn bucket_sizes(&self) -> Vec<(String, f64)> {
+        self.buckets
+            .iter()
+            .map(|(code, members)| {
+                let n = members.iter().map(|&i| self.groups[i].candidates().1).sum();
+                (label(code), n)
+            })
+            .collect()
+    }
+}
+
+/// Pass 1 (rows per group), the thin-pool merge and the quality phase.
+pub fn count(
+    spec: &Spec,
+    files: &[CodesFile],
+    counter: &super::super::progress::Counter,
+) -> Result<Counted, String> {
     let gdepth = spec.group_depth();
     let docs = spec.by_docs();
     let quality = spec.quality();
@@ -277,22 +316,24 @@ pub fn make(
 
     // The quality phase: each group's top `ceil(top · r)` rows.
     if let Some((_, top)) = quality {
-        let mut searches: Vec<Option<Search>> = groups
+        let searches: Vec<Option<Search>> = groups
             .iter()
             .map(|g| {
                 let k = candidate_count(g.eligible, Some(top));
                 (k < g.eligible).then(|| Search::new(k as f64, true, g.eligible))
             })
             .collect();
+        let mut all = [searches];
         run_searches(
             files,
             &keyed,
             spec.seed,
             &index,
-            &mut searches,
+            &mut all,
             &|_, _| true,
             counter,
         )?;
+        let [searches] = all;
         for (g, s) in groups.iter_mut().zip(searches) {
             g.quality = s.and_then(|s| s.done());
         }
@@ -307,6 +348,31 @@ pub fn make(
             _ => buckets.push((b.to_vec(), vec![i])),
         }
     }
+    Ok(Counted {
+        groups,
+        index,
+        buckets,
+        keyed,
+    })
+}
+
+/// One spec's shares, quotas and copies over counted groups, with the crossing-row searches
+/// ([`search_crossings`]) still to run.
+pub struct Allotted {
+    w: Vec<f64>,
+    q: Vec<f64>,
+    t: Vec<f64>,
+    base: Vec<u32>,
+    extra: Vec<Option<Search>>,
+    shortfall: f64,
+    short: bool,
+}
+
+/// Rules 2 to 5 on numbers alone: stage-1 shares and quotas, the stage-2 split, and each
+/// group's copies for all; refuses explicit weights of labels the codes do not have.
+pub fn allot(spec: &Spec, counted: &Counted) -> Result<Allotted, String> {
+    let (groups, buckets) = (&counted.groups, &counted.buckets);
+    let docs = spec.by_docs();
     let n: Vec<f64> = buckets
         .iter()
         .map(|(_, m)| m.iter().map(|&i| groups[i].candidates().1).sum())
@@ -394,26 +460,70 @@ pub fn make(
                 .then(|| Search::new(left, docs, count)),
         );
     }
-    let qcuts: Vec<OrderKey> = groups
+    Ok(Allotted {
+        w,
+        q,
+        t,
+        base,
+        extra,
+        shortfall,
+        short,
+    })
+}
+
+/// Runs every allotment's crossing-row searches in shared passes over the codes: a pass
+/// computes each row's key once and feeds it to every allotment still searching its group.
+pub fn search_crossings(
+    files: &[CodesFile],
+    seed: u64,
+    counted: &Counted,
+    allotted: &mut [Allotted],
+    counter: &super::super::progress::Counter,
+) -> Result<(), String> {
+    let qcuts: Vec<OrderKey> = counted
+        .groups
         .iter()
         .map(|g| g.quality.map_or(LAST, |c| c.key))
         .collect();
+    let mut searches: Vec<Vec<Option<Search>>> = allotted
+        .iter_mut()
+        .map(|a| std::mem::take(&mut a.extra))
+        .collect();
     run_searches(
         files,
-        &keyed,
-        spec.seed,
-        &index,
-        &mut extra,
+        &counted.keyed,
+        seed,
+        &counted.index,
+        &mut searches,
         &|g, key| key <= &qcuts[g],
         counter,
     )?;
+    for (a, s) in allotted.iter_mut().zip(searches) {
+        a.extra = s;
+    }
+    Ok(())
+}
+
+/// The plan's parts from a count and an allotment whose searches have run.
+pub fn finish(spec: &Spec, counted: &Counted, allotted: Allotted) -> PlanParts {
+    let docs = spec.by_docs();
+    let Allotted {
+        w,
+        q,
+        t,
+        base,
+        extra,
+        shortfall,
+        short,
+    } = allotted;
     let extra: Vec<Option<Cut>> = extra
         .into_iter()
         .map(|s| s.and_then(|s| s.done()))
         .collect();
-    Ok(PlanParts {
-        groups: groups
-            .into_iter()
+    PlanParts {
+        groups: counted
+            .groups
+            .iter()
             .enumerate()
             .map(|(i, g)| {
                 let (count, size) = g.candidates();
@@ -449,7 +559,7 @@ pub fn make(
         bucket_quotas: q,
         shortfall,
         short,
-    })
+    }
 }
 
 /// The plan before it is dressed as [`Plan`].
@@ -472,21 +582,28 @@ pub struct PartGroup {
     pub extra_cut: Option<OrderKey>,
 }
 
-/// Passes until every search is done. `takes(group, key)` says whether a row of an
+/// Passes until every search is done: `searches[k][group]` for each of several sets (one
+/// per allotment), all fed from the same passes. `takes(group, key)` says whether a row of an
 /// eligible group takes part (the remainder runs over candidates only).
-#[allow(clippy::too_many_arguments)]
 fn run_searches(
     files: &[CodesFile],
     cols: &Columns,
     seed: u64,
     index: &HashMap<u128, usize>,
-    searches: &mut [Option<Search>],
+    searches: &mut [Vec<Option<Search>>],
     takes: &dyn Fn(usize, &OrderKey) -> bool,
     counter: &super::super::progress::Counter,
 ) -> Result<(), String> {
     let quality = cols.quality.is_some();
-    let mut active: Vec<bool> = searches.iter().map(Option::is_some).collect();
-    while active.iter().any(|&a| a) {
+    let groups = index.values().max().map_or(0, |&g| g + 1);
+    // How many sets still search each group.
+    let mut active = vec![0usize; groups];
+    for set in searches.iter() {
+        for (g, s) in set.iter().enumerate() {
+            active[g] += usize::from(s.is_some());
+        }
+    }
+    while active.iter().any(|&a| a > 0) {
         pass(
             files,
             cols,
@@ -494,26 +611,32 @@ fn run_searches(
                 let Some(&g) = index.get(&pack(r.code)) else {
                     return;
                 };
-                if !active[g] {
+                if active[g] == 0 {
                     return;
                 }
                 let (Some(size), true) = (r.size, !quality || r.quality.is_some()) else {
                     return;
                 };
                 let key = order_key(r.quality, key_hash(seed, r.id), fi, r.row);
-                if takes(g, &key)
-                    && let Some(s) = &mut searches[g]
-                {
-                    s.add(&key, size);
+                if !takes(g, &key) {
+                    return;
+                }
+                for set in searches.iter_mut() {
+                    if let Some(s) = &mut set[g] {
+                        s.add(&key, size);
+                    }
                 }
             },
             counter,
         )?;
-        for (g, s) in searches.iter_mut().enumerate() {
-            if active[g]
-                && let Some(s) = s
-            {
-                active[g] = !s.end_pass();
+        active.iter_mut().for_each(|a| *a = 0);
+        for set in searches.iter_mut() {
+            for (g, s) in set.iter_mut().enumerate() {
+                if let Some(s) = s
+                    && !s.end_pass()
+                {
+                    active[g] += 1;
+                }
             }
         }
     }

@@ -6,6 +6,7 @@
 //! it is what `hermes fit-mix` reads beside `ratios.csv`.
 
 pub mod draw;
+mod select;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,7 +17,6 @@ use serde::{Deserialize, Serialize};
 
 use super::progress::{Counter, Reporter};
 use crate::corpus::codes::{sync_dir, tmp_name};
-use crate::jobs::mix::spec::Method;
 use crate::jobs::mix::{Loaded, Spec, load, plan};
 use draw::{Block, Draw};
 
@@ -103,7 +103,11 @@ const SUM_EPS: f64 = 1e-6;
 pub fn run(job: &SwarmJob) -> Result<SwarmSummary, SwarmError> {
     let started = Instant::now();
     check_job(job)?;
-    let Loaded { spec, files, .. } = load(&job.spec, &job.codes)?;
+    let Loaded {
+        spec,
+        files,
+        marker,
+    } = load(&job.spec, &job.codes)?;
     let spec_err = |m: String| SwarmError::Input(format!("{}: {m}", job.spec.display()));
     if spec.budget <= 0.0 {
         return Err(spec_err(
@@ -118,9 +122,17 @@ pub fn run(job: &SwarmJob) -> Result<SwarmSummary, SwarmError> {
         counter.clone(),
         job.progress_interval,
     );
-    let sizes = bucket_sizes(&spec, &files, &counter);
+    // The codes are counted once (pass 1, thin pools, the quality phase): for the prior and
+    // caps here, and for every variant's plan with --select.
+    let counted = plan::count(&spec, &files, &counter);
     reporter.finish();
-    let (buckets, sizes) = sizes?;
+    let counted = counted.map_err(SwarmError::Input)?;
+    // The searched buckets: those whose candidates have a size above 0.
+    let (buckets, sizes): (Vec<String>, Vec<f64>) = counted
+        .bucket_sizes()
+        .into_iter()
+        .filter(|(_, n)| *n > 0.0)
+        .unzip();
     if buckets.is_empty() {
         return Err(SwarmError::Input(format!(
             "no bucket at depth {} has candidates: nothing to search",
@@ -184,7 +196,27 @@ pub fn run(job: &SwarmJob) -> Result<SwarmSummary, SwarmError> {
         pin,
         strengths,
     };
-    write(&job.out, &record, &weights)?;
+    let variants = write(&job.out, &record, &weights)?;
+    if job.select {
+        let reporter = Reporter::start(
+            "swarm --select",
+            "rows",
+            files.len(),
+            counter.clone(),
+            job.progress_interval,
+        );
+        let done = select::select_all(
+            &job.out.join("variants"),
+            &record.spec,
+            &counted,
+            &variants,
+            &files,
+            &marker,
+            &counter,
+        );
+        reporter.finish();
+        done?;
+    }
     Ok(SwarmSummary {
         variants: job.variants,
         buckets: record.buckets.len(),
@@ -212,39 +244,6 @@ fn check_job(job: &SwarmJob) -> Result<(), SwarmError> {
         ));
     }
     Ok(())
-}
-
-/// The searched buckets (labels at the spec's depth whose candidates have a size > 0, in
-/// code order) and their candidate sizes `n_b`, by the mixture rules (rule 1, thin pools
-/// included): the plan of the spec with nothing to select, which reads the codes to count
-/// and, with `quality`, to find each group's top fraction, and no more.
-fn bucket_sizes(
-    spec: &Spec,
-    files: &[plan::CodesFile],
-    counter: &Counter,
-) -> Result<(Vec<String>, Vec<f64>), SwarmError> {
-    let mut counting = spec.clone();
-    counting.budget = 0.0;
-    counting.stage1 = crate::jobs::mix::spec::Stage1 {
-        method: Method::Natural,
-        temperature: None,
-        weights: None,
-    };
-    let parts = plan::make(&counting, files, counter).map_err(SwarmError::Input)?;
-    let mut buckets: Vec<String> = Vec::new();
-    let mut sizes: Vec<f64> = Vec::new();
-    for g in &parts.groups {
-        if buckets.last() != Some(&g.bucket) {
-            buckets.push(g.bucket.clone());
-            sizes.push(0.0);
-        }
-        *sizes.last_mut().expect("pushed") += g.line.size;
-    }
-    Ok(buckets
-        .into_iter()
-        .zip(sizes)
-        .filter(|(_, n)| *n > 0.0)
-        .unzip())
 }
 
 /// The parent prefix of `label` at `depth` levels.
@@ -357,8 +356,12 @@ fn num(x: f64) -> String {
 }
 
 /// Writes `priors.json`, `ratios.csv`, `swarm.json` and `variants/<name>.toml`, each by
-/// rename.
-fn write(out: &Path, record: &SwarmRecord, weights: &[Vec<f64>]) -> Result<(), SwarmError> {
+/// rename; returns every variant's name and its spec as `hermes mix` reads it back.
+fn write(
+    out: &Path,
+    record: &SwarmRecord,
+    weights: &[Vec<f64>],
+) -> Result<Vec<(String, Spec)>, SwarmError> {
     let variants = out.join("variants");
     std::fs::create_dir_all(&variants)
         .map_err(|e| SwarmError::Io(format!("{}: {e}", variants.display())))?;
@@ -386,6 +389,7 @@ fn write(out: &Path, record: &SwarmRecord, weights: &[Vec<f64>]) -> Result<(), S
     );
     put(&out.join("priors.json"), priors.as_bytes())?;
     let mut csv = format!("run,name,index,{}\n", record.buckets.join(","));
+    let mut specs = Vec::with_capacity(weights.len());
     for (i, w) in weights.iter().enumerate() {
         let name = run_name(&record.name, i);
         let values: Vec<String> = w.iter().map(|x| num(*x)).collect();
@@ -398,14 +402,17 @@ fn write(out: &Path, record: &SwarmRecord, weights: &[Vec<f64>]) -> Result<(), S
                 .zip(w.iter().copied())
                 .collect(),
         );
-        put(
-            &variants.join(format!("{name}.toml")),
-            spec.to_toml().as_bytes(),
-        )?;
+        let path = variants.join(format!("{name}.toml"));
+        let text = spec.to_toml();
+        put(&path, text.as_bytes())?;
+        let read = Spec::parse(&text)
+            .map_err(|e| SwarmError::Io(format!("{}: does not read back: {e}", path.display())))?;
+        specs.push((name, read));
     }
     put(&out.join("ratios.csv"), csv.as_bytes())?;
     let body = serde_json::to_vec_pretty(record).expect("a record serialises");
-    put(&out.join("swarm.json"), &body)
+    put(&out.join("swarm.json"), &body)?;
+    Ok(specs)
 }
 
 fn put(path: &Path, bytes: &[u8]) -> Result<(), SwarmError> {
