@@ -138,6 +138,63 @@ fn main() {
         print!("{line}");
         report.push_str(&line);
     }
+    report.push_str(&swarm(&base, &spec, runs));
     support::write_report("mix.md", &report);
     println!("{report}");
+}
+
+/// `hermes swarm --variants 32 --select` on the 1M-row codes against the 32 `hermes mix` runs
+/// it stands for (each variant's spec, planned and selected; one sample of the 32, summed).
+fn swarm(base: &Path, spec: &Path, runs: usize) -> String {
+    const VARIANTS: usize = 32;
+    let codes = base.join("mix-codes-1000000");
+    let out = base.join("swarm-out");
+    let a = |out: &Path| {
+        vec![
+            "swarm".to_string(),
+            "--codes".into(),
+            codes.to_string_lossy().into_owned(),
+            "--spec".into(),
+            spec.to_string_lossy().into_owned(),
+            "--variants".into(),
+            VARIANTS.to_string(),
+            "--out".into(),
+            out.to_string_lossy().into_owned(),
+            "--select".into(),
+        ]
+    };
+    let (mut secs, mut rss) = (vec![], vec![]);
+    for _ in 0..runs {
+        let _ = std::fs::remove_dir_all(&out);
+        let args = a(&out);
+        let (s, r) = support::run_peak_rss(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        secs.push(s);
+        rss.push(r);
+    }
+    let mut mixes = 0.0;
+    for i in 0..VARIANTS {
+        let m = base.join("swarm-mix-out");
+        let _ = std::fs::remove_dir_all(&m);
+        let v = out.join("variants").join(format!("swarm-out-{i:04}.toml"));
+        let args = [
+            "mix",
+            "--codes",
+            codes.to_str().unwrap(),
+            "--spec",
+            v.to_str().unwrap(),
+            "--out",
+            m.to_str().unwrap(),
+        ];
+        mixes += support::run_peak_rss(&args).0;
+    }
+    let s = support::median(secs);
+    let line = format!(
+        "\n## hermes swarm --select\n\n{VARIANTS} variants of the spec above (stage 1 drawn), 1,000,000 rows: \
+         `hermes swarm --select` {s:.2} s (median of {runs}, peak RSS {:.0} MiB) against the {VARIANTS} \
+         `hermes mix` runs it replaces, {mixes:.2} s in all (one sample): **{:.1}x less time**.\n",
+        support::median(rss),
+        mixes / s
+    );
+    print!("{line}");
+    line
 }
