@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BIN := target/release/hermes
 
-.PHONY: setup setup-test build serve test fuzz soak bench bench-mix bench-tokens bench-consume bench-micro bench-encoder bench-quantize bench-fit fmt lint bundle eval openapi conformance
+.PHONY: setup setup-test build serve test fuzz soak search-demo bench bench-mix bench-tokens bench-consume bench-micro bench-encoder bench-quantize bench-fit fmt lint bundle eval openapi conformance
 
 setup:
 	bash scripts/setup.sh
@@ -28,6 +28,13 @@ test: setup-test
 # (target/bench/soak.md; HERMES_SOAK_SECONDS to change the length).
 soak: build setup-test
 	$(CARGO) bench --locked --bench soak
+
+# Mixture search end to end on the wiki corpus with a unigram proxy: label with token counts,
+# a depth-1 swarm, fit-mix, the proposal against the natural mixture, then a depth-2 swarm
+# inside the pinned proposal (scripts/search_loop.py; report in target/search-demo/report.md).
+search-demo: build
+	rm -rf target/search-demo
+	.cache/venv/bin/python scripts/search_loop.py --hermes $(BIN) --work target/search-demo
 
 # Every fuzz target for FUZZ_SECONDS each (nightly + cargo-fuzz; scripts/fuzz.sh says how),
 # growing fuzz/corpus/, which `make test` replays. Report: target/fuzz/report.md.

@@ -346,6 +346,7 @@ pub(crate) fn dress(
 }
 
 /// A group's cuts as the selection pass needs them.
+#[derive(Clone)]
 struct Selecting {
     base: u16,
     quality: Option<rows::OrderKey>,
@@ -403,22 +404,20 @@ impl Cuts {
         }
         Ok(Cuts { index, cuts })
     }
+}
 
-    /// The copies of a row with prefix `code` and order key `key` (0: not selected); `key` is
-    /// computed only when the row's group may take it.
-    fn copies(&self, code: &[u16], key: &dyn Fn() -> rows::OrderKey) -> u16 {
-        let Some(&g) = self.index.get(&pack(code)) else {
-            return 0;
-        };
-        let c = &self.cuts[g];
-        if c.base == 0 && c.extra.is_none() {
-            return 0;
-        }
-        let key = key();
-        if c.quality.is_some_and(|q| key > q) {
+impl Selecting {
+    /// Whether any row of the group can be selected.
+    fn takes_any(&self) -> bool {
+        self.base > 0 || self.extra.is_some()
+    }
+
+    /// The copies of a candidate row with order key `key` (0: not selected).
+    fn copies(&self, key: &rows::OrderKey) -> u16 {
+        if !self.takes_any() || self.quality.is_some_and(|q| *key > q) {
             return 0;
         }
-        c.base + u16::from(c.extra.is_some_and(|e| key <= e))
+        self.base + u16::from(self.extra.is_some_and(|e| *key <= e))
     }
 }
 
@@ -629,6 +628,9 @@ pub fn select_file(
     cols: &Columns,
     targets: &[(&Cuts, &Path)],
 ) -> Result<(u64, Vec<(u64, u64)>), String> {
+    if targets.is_empty() {
+        return Ok((0, Vec::new()));
+    }
     let schema = Arc::new(Schema::new(vec![
         Field::new("id", DataType::Utf8, false),
         Field::new("row", DataType::UInt64, false),
@@ -645,6 +647,22 @@ pub fn select_file(
             }
         }
     }
+    // The plans share their groups (one plan, or a swarm's variants of one count): a row's
+    // group is looked up once, and its cuts in every plan lie side by side.
+    let index = &targets[0].0.index;
+    if targets.iter().any(|(c, _)| c.index != *index) {
+        failed = Some("the plans of one selection pass must have the same groups".into());
+    }
+    let n = targets.len();
+    let groups = targets[0].0.cuts.len();
+    let mut table = Vec::with_capacity(groups * n);
+    for g in 0..groups {
+        table.extend(targets.iter().map(|(c, _)| c.cuts[g].clone()));
+    }
+    let takes: Vec<bool> = table
+        .chunks(n.max(1))
+        .map(|row| row.iter().any(Selecting::takes_any))
+        .collect();
     let quality = cols.quality.is_some();
     let read = match failed.take() {
         Some(e) => Err(e),
@@ -652,17 +670,20 @@ pub fn select_file(
             if failed.is_some() {
                 return;
             }
+            let Some(&g) = index.get(&pack(r.code)) else {
+                return;
+            };
+            if !takes[g] {
+                return;
+            }
             let (Some(_), true) = (r.size, !quality || r.quality.is_some()) else {
                 return;
             };
-            // The key (a sha256) once per row, and only if some plan's group may take it.
-            let key = std::cell::OnceCell::new();
-            let key_of =
-                || *key.get_or_init(|| order_key(r.quality, key_hash(seed, r.id), fi, r.row));
-            for ((cuts, _), w) in targets.iter().zip(writing.iter_mut()) {
-                let n = cuts.copies(r.code, &key_of);
-                if n > 0
-                    && let Err(e) = w.push(r.id, r.row, n, &schema)
+            let key = order_key(r.quality, key_hash(seed, r.id), fi, r.row);
+            for (c, w) in table[g * n..(g + 1) * n].iter().zip(writing.iter_mut()) {
+                let k = c.copies(&key);
+                if k > 0
+                    && let Err(e) = w.push(r.id, r.row, k, &schema)
                 {
                     failed = Some(e);
                     return;

@@ -596,13 +596,17 @@ fn run_searches(
 ) -> Result<(), String> {
     let quality = cols.quality.is_some();
     let groups = index.values().max().map_or(0, |&g| g + 1);
-    // How many sets still search each group.
-    let mut active = vec![0usize; groups];
-    for set in searches.iter() {
-        for (g, s) in set.iter().enumerate() {
-            active[g] += usize::from(s.is_some());
+    // Group-major while searching: a row's group holds every set's search side by side.
+    let mut by_group: Vec<Vec<(usize, Search)>> = (0..groups).map(|_| Vec::new()).collect();
+    for (k, set) in searches.iter_mut().enumerate() {
+        for (g, s) in set.iter_mut().enumerate() {
+            if let Some(s) = s.take() {
+                by_group[g].push((k, s));
+            }
         }
     }
+    // How many of a group's searches are still running.
+    let mut active: Vec<usize> = by_group.iter().map(Vec::len).collect();
     while active.iter().any(|&a| a > 0) {
         pass(
             files,
@@ -621,23 +625,24 @@ fn run_searches(
                 if !takes(g, &key) {
                     return;
                 }
-                for set in searches.iter_mut() {
-                    if let Some(s) = &mut set[g] {
-                        s.add(&key, size);
-                    }
+                for (_, s) in &mut by_group[g] {
+                    s.add(&key, size);
                 }
             },
             counter,
         )?;
-        active.iter_mut().for_each(|a| *a = 0);
-        for set in searches.iter_mut() {
-            for (g, s) in set.iter_mut().enumerate() {
-                if let Some(s) = s
-                    && !s.end_pass()
-                {
+        for (g, set) in by_group.iter_mut().enumerate() {
+            active[g] = 0;
+            for (_, s) in set.iter_mut() {
+                if !s.end_pass() {
                     active[g] += 1;
                 }
             }
+        }
+    }
+    for (g, set) in by_group.into_iter().enumerate() {
+        for (k, s) in set {
+            searches[k][g] = Some(s);
         }
     }
     Ok(())
