@@ -605,16 +605,24 @@ impl Writing {
         self.writer.write(&batch).map_err(|e| err(&e))
     }
 
-    /// Flushes, syncs and renames into place: (selected rows, copies).
+    /// Flushes, syncs and renames into place: (selected rows, copies). On failure the
+    /// temporary file is removed.
     fn finish(mut self, schema: &Arc<Schema>) -> Result<(u64, u64), String> {
-        self.flush(schema)?;
-        let out = self.out.clone();
+        let (out, tmp) = (self.out.clone(), self.tmp.clone());
         let err = |e: &dyn std::fmt::Display| format!("{}: {e}", out.display());
-        let file = self.writer.into_inner().map_err(|e| err(&e))?;
-        file.sync_all().map_err(|e| err(&e))?;
-        std::fs::rename(&self.tmp, &self.out).map_err(|e| err(&e))?;
-        sync_dir(&self.out).map_err(|e| err(&e))?;
-        Ok((self.selected, self.total_copies))
+        let done = self.flush(schema).and_then(|()| {
+            let file = self.writer.into_inner().map_err(|e| err(&e))?;
+            file.sync_all().map_err(|e| err(&e))?;
+            std::fs::rename(&tmp, &out).map_err(|e| err(&e))?;
+            sync_dir(&out).map_err(|e| err(&e))
+        });
+        match done {
+            Ok(()) => Ok((self.selected, self.total_copies)),
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(e)
+            }
+        }
     }
 }
 
@@ -650,14 +658,19 @@ pub fn select_file(
     // The plans share their groups (one plan, or a swarm's variants of one count): a row's
     // group is looked up once, and its cuts in every plan lie side by side.
     let index = &targets[0].0.index;
-    if targets.iter().any(|(c, _)| c.index != *index) {
+    if targets
+        .iter()
+        .any(|(c, _)| c.cuts.len() != targets[0].0.cuts.len())
+    {
         failed = Some("the plans of one selection pass must have the same groups".into());
     }
     let n = targets.len();
     let groups = targets[0].0.cuts.len();
     let mut table = Vec::with_capacity(groups * n);
-    for g in 0..groups {
-        table.extend(targets.iter().map(|(c, _)| c.cuts[g].clone()));
+    if failed.is_none() {
+        for g in 0..groups {
+            table.extend(targets.iter().map(|(c, _)| c.cuts[g].clone()));
+        }
     }
     let takes: Vec<bool> = table
         .chunks(n.max(1))

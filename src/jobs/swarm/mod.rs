@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::progress::{Counter, Reporter};
-use crate::corpus::codes::{sync_dir, tmp_name};
+use crate::corpus::codes::{code_levels, sync_dir, tmp_name};
 use crate::jobs::mix::{Loaded, Spec, load, plan};
 use draw::{Block, Draw};
 
@@ -97,8 +97,10 @@ pub fn run_name(swarm: &str, i: usize) -> String {
     format!("{swarm}-{i:04}")
 }
 
-/// Slack of a pinned table's sum and of the caps' sum.
-const SUM_EPS: f64 = 1e-6;
+/// Slack of a pinned table's sum (it is then scaled to sum to 1 exactly).
+const PIN_EPS: f64 = 1e-6;
+/// Slack of the caps' sums: that of `hermes mix`, so a swarm it accepts is never short there.
+use crate::jobs::mix::quota::EPS;
 
 pub fn run(job: &SwarmJob) -> Result<SwarmSummary, SwarmError> {
     let started = Instant::now();
@@ -144,7 +146,7 @@ pub fn run(job: &SwarmJob) -> Result<SwarmSummary, SwarmError> {
     let epochs = f64::from(spec.max_epochs);
     let caps: Vec<f64> = sizes.iter().map(|n| epochs * n / spec.budget).collect();
     let held: f64 = caps.iter().sum();
-    if held < 1.0 - SUM_EPS {
+    if held < 1.0 - EPS {
         return Err(SwarmError::Input(format!(
             "the caps cannot hold a whole mixture: max_epochs · candidates = {} {} < budget {} (short by {}); lower the budget or raise max_epochs",
             held * spec.budget,
@@ -175,9 +177,10 @@ pub fn run(job: &SwarmJob) -> Result<SwarmSummary, SwarmError> {
         .ok()
         .or_else(|| std::path::absolute(&job.out).ok())
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .filter(|n| !n.is_empty() && !n.contains([',', '"', '\n', '\r']))
         .ok_or_else(|| {
             SwarmError::Input(format!(
-                "--out {}: needs a directory name",
+                "--out {}: needs a directory name without commas, quotes or line breaks (it names the runs in ratios.csv)",
                 job.out.display()
             ))
         })?;
@@ -196,7 +199,8 @@ pub fn run(job: &SwarmJob) -> Result<SwarmSummary, SwarmError> {
         pin,
         strengths,
     };
-    let variants = write(&job.out, &record, &weights)?;
+    let levels = code_levels(&files[0].path).map_err(SwarmError::Input)?;
+    let variants = write(&job.out, &record, &weights, levels)?;
     if job.select {
         let reporter = Reporter::start(
             "swarm --select",
@@ -300,12 +304,18 @@ fn read_pin(path: &Path, spec: &Spec, buckets: &[String]) -> Result<Pin, SwarmEr
         }
     }
     let sum: f64 = file.weights.values().sum();
-    if (sum - 1.0).abs() > SUM_EPS {
+    if (sum - 1.0).abs() > PIN_EPS {
         return Err(err(format!("weights sum to {sum}, not 1")));
     }
+    // Scaled to sum to 1 exactly: every variant keeps these totals, and `hermes mix` allows
+    // explicit weights 1e-9 from 1 only.
     Ok(Pin {
         depth,
-        weights: file.weights,
+        weights: file
+            .weights
+            .into_iter()
+            .map(|(k, w)| (k, w / sum))
+            .collect(),
     })
 }
 
@@ -339,7 +349,7 @@ fn blocks(
     }
     for (p, b) in &blocks {
         let held: f64 = b.members.iter().map(|&m| caps[m]).sum();
-        if held < b.total * (1.0 - SUM_EPS) {
+        if held < b.total * (1.0 - EPS) {
             return Err(SwarmError::Input(format!(
                 "{}: weights.\"{p}\" = {}, but the caps of its buckets hold only {held} of the budget",
                 path.map_or_else(String::new, |p| p.display().to_string()),
@@ -361,8 +371,15 @@ fn write(
     out: &Path,
     record: &SwarmRecord,
     weights: &[Vec<f64>],
+    levels: usize,
 ) -> Result<Vec<(String, Spec)>, SwarmError> {
     let variants = out.join("variants");
+    // A swarm owns its variants/: what an earlier draw left there must not pass for this one.
+    match std::fs::remove_dir_all(&variants) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(SwarmError::Io(format!("{}: {e}", variants.display()))),
+    }
     std::fs::create_dir_all(&variants)
         .map_err(|e| SwarmError::Io(format!("{}: {e}", variants.display())))?;
     let map = |values: &[f64]| {
@@ -405,8 +422,10 @@ fn write(
         let path = variants.join(format!("{name}.toml"));
         let text = spec.to_toml();
         put(&path, text.as_bytes())?;
+        // As `hermes mix` will read it, with its checks (weights sum to 1 within 1e-9).
         let read = Spec::parse(&text)
-            .map_err(|e| SwarmError::Io(format!("{}: does not read back: {e}", path.display())))?;
+            .and_then(|s| s.check(levels).map(|()| s))
+            .map_err(|e| SwarmError::Io(format!("{}: {e}", path.display())))?;
         specs.push((name, read));
     }
     put(&out.join("ratios.csv"), csv.as_bytes())?;

@@ -1,12 +1,12 @@
 //! `hermes swarm --select`: every variant's `plan.json`, `plan.svg`, `selection/` and `done/`
 //! under `variants/<name>/`, exactly as `hermes mix --spec variants/<name>.toml` writes them,
 //! with the passes shared: the codes are counted once, by the caller (pass 1 and the quality
-//! phase do not depend on stage 1), each later pass feeds every variant's crossing-row searches, and the
-//! selection reads each codes file once and writes every variant's selection of it (the
-//! files spread over the cores).
+//! phase do not depend on stage 1), each later pass feeds every variant's crossing-row
+//! searches, and the selection reads each codes file once (per 128 variants) and writes every variant's
+//! selection of it, the files spread over the cores.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use super::SwarmError;
@@ -56,52 +56,79 @@ pub fn select_all(
     let cuts = plans.iter().map(Cuts::of).collect::<Result<Vec<_>, _>>()?;
     let cols = selection_columns(base);
     // Writing N selections is most of the work (the plan passes are shared): the files are
-    // spread over the cores, each read once by one worker.
+    // spread over the cores, each read once per chunk of variants by one worker. Chunks keep
+    // the open selection files (and their buffers) at workers × CHUNK.
     let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(files.len());
-    let failures: Vec<SwarmError> = std::thread::scope(|s| {
+    let jobs: Vec<(usize, usize)> = (0..files.len())
+        .flat_map(|fi| (0..variants.len()).step_by(CHUNK).map(move |v| (fi, v)))
+        .collect();
+    let results: Vec<std::thread::Result<Result<(), SwarmError>>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 s.spawn(|| -> Result<(), SwarmError> {
-                    loop {
-                        let fi = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(f) = files.get(fi) else {
+                    while !stop.load(Ordering::Relaxed) {
+                        let Some(&(fi, v)) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) else {
                             return Ok(());
                         };
-                        select_one(
-                            out, base.seed, &cols, variants, &plans, &cuts, fi, f, counter,
-                        )?;
+                        let end = (v + CHUNK).min(variants.len());
+                        let chunk = Chunk {
+                            variants: &variants[v..end],
+                            plans: &plans[v..end],
+                            cuts: &cuts[v..end],
+                        };
+                        if let Err(e) =
+                            select_one(out, base.seed, &cols, &chunk, fi, &files[fi], counter)
+                        {
+                            stop.store(true, Ordering::Relaxed);
+                            return Err(e);
+                        }
                     }
+                    Ok(())
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .filter_map(|h| h.join().expect("a selection worker panicked").err())
-            .collect()
+        handles.into_iter().map(|h| h.join()).collect()
     });
-    if let Some(e) = failures.into_iter().next() {
-        return Err(e);
+    for r in results {
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
     }
     Ok(())
 }
 
-/// One codes file read once → every variant's selection of it and its done marker.
-#[allow(clippy::too_many_arguments)]
+/// Variants whose selections one read of a codes file writes.
+const CHUNK: usize = 128;
+
+/// A run of variants with their plans and cuts.
+struct Chunk<'a> {
+    variants: &'a [(String, Spec)],
+    plans: &'a [Plan],
+    cuts: &'a [Cuts],
+}
+
+/// One codes file read once → each variant of the chunk's selection of it and its marker.
 fn select_one(
     out: &Path,
     seed: u64,
     cols: &Columns,
-    variants: &[(String, Spec)],
-    plans: &[Plan],
-    cuts: &[Cuts],
+    chunk: &Chunk<'_>,
     fi: usize,
     f: &CodesFile,
     counter: &Counter,
 ) -> Result<(), SwarmError> {
     let started = Instant::now();
+    let &Chunk {
+        variants,
+        plans,
+        cuts,
+    } = chunk;
     let paths: Vec<_> = variants
         .iter()
         .map(|(name, _)| out.join(name).join("selection").join(&f.name))
