@@ -13,7 +13,8 @@
 //!   SIGTERM drains and exits 0, and the codes are minilm's.
 //! - the loose ends of issue 26: a fatal error (the sink's broker killed, a Redis sink key
 //!   turned into a string) exits non-zero at once with what was written committed; `/readyz`
-//!   follows the source's broker (killed, then back on its port); Redis pending entries
+//!   follows the source's broker (Redis killed, Kafka cut off by a gate, then back on its
+//!   port; Kafka killed and restarted empty: ignored, a librdkafka crash); Redis pending entries
 //!   deleted from the stream are acknowledged, and consumers gone for good are claimed and
 //!   removed; a second member joining mid-stream moves partitions with every output once.
 
