@@ -10,9 +10,11 @@
 //! It reports, per minute, the serve and consume RSS, p50/p99 latency and throughput per kind,
 //! and at the end checks: every request was answered 200, or 503 only inside the outage window
 //! (Redis down, plus 5 s); every produced record has an output; serve's memory did not trend
-//! upward after the first two minutes (its id cache is 4,096 entries, full by then) (least-squares slope over the rest, projected over it,
-//! under 5% of its mean + 8 MiB). Writes `target/bench/soak.md`; exits non-zero when a check
-//! fails. `HERMES_SOAK_SECONDS` shortens or lengthens the run (default 600).
+//! upward after the first two minutes (its id cache is 4,096 entries, full by then), nor
+//! consume's in either of its lives (after two minutes up to the kill, and from a minute after
+//! the restart): the least-squares slope, projected over the span, under 5% of the mean +
+//! 8 MiB. Writes `target/bench/soak.md`; exits non-zero when a check fails.
+//! `HERMES_SOAK_SECONDS` shortens or lengthens the run (default 600).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -451,16 +453,19 @@ fn report(log: &Log, faults: &Faults, total: f64, produced: usize, missing: usiz
         })
         .collect();
     let warm = 120.0_f64.min(total / 3.0);
-    let after: Vec<(f64, f64)> = log
-        .rss
-        .iter()
-        .filter(|s| s.0 >= warm)
-        .map(|s| (s.0, s.1 as f64 / 1024.0))
-        .collect();
-    let (slope, mean) = slope(&after);
-    let span = after.last().map_or(0.0, |s| s.0) - after.first().map_or(0.0, |s| s.0);
-    let growth = slope * span;
-    let flat = growth < 0.05 * mean + 8.0;
+    let serve = trend(&log.rss, |s| s.1, warm, total);
+    // The consumer lives twice (killed at 60%): each life is checked after its own warm-up,
+    // the first up to the kill, the second from a minute after the restart (at most a third
+    // of what is left) to the end.
+    let consume = [
+        trend(&log.rss, |s| s.2, warm, faults.killed),
+        trend(
+            &log.rss,
+            |s| s.2,
+            faults.killed + 60.0_f64.min((total - faults.killed) / 3.0),
+            total,
+        ),
+    ];
     let verdict = |ok: bool| if ok { "ok" } else { "FAILED" };
     out += &format!(
         "\n- requests: {} ({}); answered 200 or 503 inside the outage window: {} \
@@ -483,13 +488,74 @@ fn report(log: &Log, faults: &Faults, total: f64, produced: usize, missing: usiz
         verdict(missing == 0 && produced > 0)
     );
     out += &format!(
-        "- serve RSS after {warm:.0} s: mean {mean:.0} MiB, trend {:+.2} MiB/min, {growth:+.1} MiB over {:.0} s \
-         (limit 5% of the mean + 8 MiB): **{}**\n",
-        slope * 60.0,
-        span,
-        verdict(flat)
+        "- serve RSS {}: **{}**\n",
+        serve.describe(),
+        verdict(serve.flat())
     );
+    for (life, t) in ["before the kill", "after the restart"]
+        .iter()
+        .zip(&consume)
+    {
+        out += &format!(
+            "- consume RSS {life}, {}: **{}**\n",
+            t.describe(),
+            verdict(t.flat())
+        );
+    }
     out
+}
+
+/// A process' RSS over `[from, to)` (s): its least-squares trend, and whether that trend,
+/// projected over the span, stays under 5% of the mean + 8 MiB.
+struct Trend {
+    from: f64,
+    span: f64,
+    /// MiB per second.
+    slope: f64,
+    mean: f64,
+}
+
+fn trend(
+    samples: &[(f64, u64, u64)],
+    kib: fn(&(f64, u64, u64)) -> u64,
+    from: f64,
+    to: f64,
+) -> Trend {
+    let points: Vec<(f64, f64)> = samples
+        .iter()
+        .filter(|s| s.0 >= from && s.0 < to && kib(s) > 0)
+        .map(|s| (s.0, kib(s) as f64 / 1024.0))
+        .collect();
+    let (slope, mean) = slope(&points);
+    let span = points.last().map_or(0.0, |s| s.0) - points.first().map_or(0.0, |s| s.0);
+    Trend {
+        from,
+        span,
+        slope,
+        mean,
+    }
+}
+
+impl Trend {
+    fn growth(&self) -> f64 {
+        self.slope * self.span
+    }
+
+    fn flat(&self) -> bool {
+        self.growth() < 0.05 * self.mean + 8.0
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "from {:.0} s: mean {:.0} MiB, trend {:+.2} MiB/min, {:+.1} MiB over {:.0} s \
+             (limit 5% of the mean + 8 MiB)",
+            self.from,
+            self.mean,
+            self.slope * 60.0,
+            self.growth(),
+            self.span
+        )
+    }
 }
 
 /// Least-squares slope (per second) and mean of `(t, y)`.

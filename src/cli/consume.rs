@@ -31,6 +31,11 @@ pub fn run(args: ConsumeArgs) -> Result<()> {
     let mut core = args.labeler.core(Tiers::One);
     args.limits.apply(&mut core.limits);
     core.cache.texts = args.cache.cache_texts;
+    // No in-process id → code cache: `consume` never answers a look-up by id (that is
+    // `serve`'s, from --store), so serve's L1 of a million ids only held every id labeled, for
+    // hours: it was most of consume's slow RSS rise (docs/testing.md, "Soak"). With --store
+    // the codes still go to Redis.
+    core.cache.ids = 0;
     core.store = args.store.config();
     let job = ConsumeJob {
         source: endpoint("--source", &args.source, Role::Source)?,

@@ -14,6 +14,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::Proc;
+use super::gate::Gate;
 use super::redis::free_port;
 
 /// The librdkafka property the tests add to a sink URL for tansu. tansu 0.6.0 (in memory)
@@ -30,7 +31,12 @@ pub const ONE_RECORD_BATCHES: &str = "batch.num.messages=1";
 /// The broker, killed when dropped ([`Proc`]).
 pub struct Tansu {
     child: Option<Proc>,
+    /// Where clients connect (and what the broker advertises): the broker itself, or a
+    /// [`Gate`] in front of it.
     pub port: u16,
+    /// Where the broker listens.
+    listen: u16,
+    gate: Option<Gate>,
     /// One producer for every [`Tansu::produce`]: connecting costs more than a small batch.
     producer: std::sync::OnceLock<FutureProducer>,
     /// And one for every [`Tansu::produce_batched`].
@@ -44,15 +50,49 @@ impl Tansu {
     pub fn start() -> Tansu {
         let port = free_port();
         Tansu {
-            child: Some(Self::spawn(port)),
+            child: Some(Self::spawn(port, port)),
             port,
+            listen: port,
+            gate: None,
             producer: std::sync::OnceLock::new(),
             batched: std::sync::OnceLock::new(),
         }
     }
 
+    /// The broker behind a [`Gate`] (open): [`Tansu::close_gate`] cuts it off as if it had
+    /// died, and [`Tansu::open_gate`] brings it back with its topics, groups and producer
+    /// state, as a real broker comes back. Needs a Tokio runtime.
+    pub fn start_gated() -> Tansu {
+        let listen = free_port();
+        let gate = Gate::to(listen);
+        // tansu advertises the gate: clients connect through it after the bootstrap too.
+        Tansu {
+            child: Some(Self::spawn(listen, gate.port)),
+            port: gate.port,
+            listen,
+            gate: Some(gate),
+            producer: std::sync::OnceLock::new(),
+            batched: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Drops every connection to the broker and refuses new ones (the broker runs on).
+    pub async fn close_gate(&mut self) {
+        self.gate.as_mut().expect("a gated broker").close().await;
+    }
+
+    /// Lets clients reach the broker again, on the same port.
+    pub fn open_gate(&mut self) {
+        self.gate.as_mut().expect("a gated broker").open();
+    }
+
     /// `kill -9` of the broker (in memory: its topics, records and groups go with it).
     pub fn kill(&mut self) {
+        assert!(self.gate.is_none(), "close the gate of a gated broker");
+        self.kill_process();
+    }
+
+    fn kill_process(&mut self) {
         if let Some(mut c) = self.child.take() {
             c.kill9();
         }
@@ -61,14 +101,16 @@ impl Tansu {
     /// A new broker on the same port (empty: create the topics again).
     pub fn restart(&mut self) {
         self.kill();
-        self.child = Some(Self::spawn(self.port));
+        self.child = Some(Self::spawn(self.listen, self.port));
         // The idempotent producers' ids and sequences died with the old broker.
         self.producer = std::sync::OnceLock::new();
         self.batched = std::sync::OnceLock::new();
     }
 
-    fn spawn(port: u16) -> Proc {
-        let url = format!("tcp://127.0.0.1:{port}");
+    /// tansu listening on `listen` and advertising `advertised` in its metadata.
+    fn spawn(listen: u16, advertised: u16) -> Proc {
+        let url = format!("tcp://127.0.0.1:{listen}");
+        let advertised = format!("tcp://127.0.0.1:{advertised}");
         let child = Proc::spawn(
             Command::new(TANSU)
                 .args([
@@ -76,7 +118,7 @@ impl Tansu {
                     "--listener-url",
                     &url,
                     "--advertised-listener-url",
-                    &url,
+                    &advertised,
                 ])
                 .args(["--storage-engine", "memory://tansu/", "--silent"])
                 .stdout(Stdio::null())
@@ -84,7 +126,7 @@ impl Tansu {
         )
         .unwrap_or_else(|e| panic!("{TANSU}: {e} (run `scripts/setup.sh --test`)"));
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while std::net::TcpStream::connect(("127.0.0.1", listen)).is_err() {
             assert!(Instant::now() < deadline, "tansu did not start");
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -2,6 +2,7 @@
 //! [`Proc`], the guard every process a test starts is held by.
 #![allow(dead_code)]
 
+pub mod gate;
 pub mod inprocess;
 pub mod kafka;
 pub mod redis;

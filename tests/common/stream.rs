@@ -32,6 +32,36 @@ impl Broker {
         }
     }
 
+    /// [`Broker::start`], on Kafka with a [`super::gate::Gate`] in front of tansu
+    /// ([`Tansu::start_gated`]): [`Broker::cut`] and [`Broker::reconnect`] then stand for the
+    /// broker dying and coming back with its state. Redis is the same as [`Broker::start`].
+    pub async fn start_gated(kafka: bool, topics: &[&str]) -> Broker {
+        if kafka {
+            let t = Tansu::start_gated();
+            t.create_topics(topics, 3).await;
+            Broker::Kafka(t)
+        } else {
+            Broker::start(false, topics).await
+        }
+    }
+
+    /// The broker unreachable: on a gated Kafka broker the gate closes (the broker runs on);
+    /// otherwise [`Broker::kill`].
+    pub async fn cut(&mut self) {
+        match self {
+            Broker::Kafka(t) => t.close_gate().await,
+            Broker::Redis(..) => self.kill(),
+        }
+    }
+
+    /// The broker reachable again after [`Broker::cut`], with everything it held.
+    pub async fn reconnect(&mut self, topics: &[&str]) {
+        match self {
+            Broker::Kafka(t) => t.open_gate(),
+            Broker::Redis(..) => self.restart(topics).await,
+        }
+    }
+
     /// `kill -9` of the broker process.
     pub fn kill(&mut self) {
         match self {
