@@ -3,19 +3,21 @@
 //! prefix's children summing to its total.
 //!
 //! With every `k_m ≥ 0` and `o_m ≥ 0` the objective is convex (a sum of exponentials of linear
-//! forms, plus KL), and the feasible set is a product of capped simplices, so projected
-//! gradient finds the optimum: FISTA (Nesterov's acceleration) with a backtracking step and a
-//! restart whenever the objective rises. The projection onto `{Σ w = T, lo ≤ w ≤ hi}` is
-//! `clamp(v − τ, lo, hi)`, with the shift `τ` found by bisection and then solved exactly on the
-//! coordinates left free. With `kl > 0` every weight keeps a floor of [`FLOOR`] (KL's gradient
-//! is unbounded at 0; its optimum is inside anyway).
+//! forms, plus KL) and the feasible set is a product of capped simplices, so any local method
+//! finds the optimum; what matters is accuracy. First-order methods struggle here: KL's
+//! curvature `kl / w_b` is unbounded where the optimum puts a bucket near 0 (with a moderate
+//! `kl` that can be 1e-13), and one step size cannot serve both ends. So this is a primal
+//! barrier (interior-point) method with Newton steps: the caps and `w ≥ 0` become
+//! `−μ Σ (ln w_b + ln(c_b − w_b))`, each `μ` is minimised under the group totals by Newton's
+//! method (the Hessian is a diagonal plus one rank-1 term per metric, solved by Woodbury with
+//! the group totals as a small Schur complement), and `μ` falls tenfold until the duality gap
+//! (`2 · buckets · μ`) is below 1e-12 of the objective. The result is snapped to the bounds it
+//! lies within 1e-12 of and put back on the totals by [`project`], the Euclidean projection
+//! onto `{Σ w = T, lo ≤ w ≤ hi}` (`clamp(v − τ, lo, hi)`, the shift `τ` by bisection).
 
 use super::inputs::Group;
 use super::law::Law;
-
-/// The smallest weight when `kl > 0`.
-pub const FLOOR: f64 = 1e-12;
-const MAX_ITER: usize = 200_000;
+use super::linalg::{Matrix, solve_spd};
 
 /// `Σ_m o_m L_m(w)`.
 pub fn objective(laws: &[Law], o: &[f64], w: &[f64]) -> f64 {
@@ -112,11 +114,27 @@ pub struct Proposal {
     pub w: Vec<f64>,
     /// `objective + kl · KL` at `w`.
     pub value: f64,
+    /// Newton steps taken.
     pub iterations: usize,
 }
 
+/// Weights within this of a bound are put on it at the end.
+const SNAP: f64 = 1e-12;
+
+/// The barrier problem over the free coordinates.
+struct Barrier<'a, 'b> {
+    pb: &'a Problem<'b>,
+    /// Free coordinates (global indices) and, per free coordinate, its group (0..groups).
+    free: Vec<usize>,
+    group: Vec<usize>,
+    groups: usize,
+    hi: Vec<f64>,
+    /// The whole weight vector; the free coordinates are updated in place.
+    w: Vec<f64>,
+}
+
 impl Problem<'_> {
-    fn value(&self, w: &[f64]) -> f64 {
+    pub fn value(&self, w: &[f64]) -> f64 {
         let mut f = objective(self.laws, self.o, w);
         if self.kl > 0.0 {
             f += self.kl * kl(w, self.prior);
@@ -124,141 +142,269 @@ impl Problem<'_> {
         if f.is_finite() { f } else { f64::INFINITY }
     }
 
-    fn gradient(&self, w: &[f64]) -> Vec<f64> {
-        let mut g = vec![0.0; w.len()];
-        for (l, o) in self.laws.iter().zip(self.o) {
-            if *o == 0.0 || l.k == 0.0 {
-                continue;
-            }
-            let s = o * l.k * l.t.iter().zip(w).map(|(t, w)| t * w).sum::<f64>().exp();
-            for (g, t) in g.iter_mut().zip(&l.t) {
-                *g += s * t;
-            }
-        }
-        if self.kl > 0.0 {
-            for ((g, w), p) in g.iter_mut().zip(w).zip(self.prior) {
-                if *p > 0.0 && *w > 0.0 {
-                    *g += self.kl * ((w / p).ln() + 1.0);
-                }
-            }
-        }
-        g
-    }
-
-    /// Each weight's bounds: `[floor, cap]`; a bucket without prior mass is held at 0 when
-    /// the KL term is on (any weight there would cost infinitely).
-    fn bounds(&self) -> (Vec<f64>, Vec<f64>) {
-        let floor = if self.kl > 0.0 { FLOOR } else { 0.0 };
-        let mut lo = vec![floor; self.caps.len()];
-        let mut hi: Vec<f64> = self.caps.iter().map(|c| c.max(floor)).collect();
-        if self.kl > 0.0 {
-            for (b, p) in self.prior.iter().enumerate() {
-                if *p <= 0.0 {
-                    lo[b] = 0.0;
-                    hi[b] = 0.0;
-                }
-            }
-        }
-        (lo, hi)
-    }
-
-    fn project(&self, v: &[f64], lo: &[f64], hi: &[f64]) -> Vec<f64> {
-        let mut w = vec![0.0; v.len()];
-        for g in self.groups {
-            let pick = |x: &[f64]| g.members.iter().map(|&i| x[i]).collect::<Vec<f64>>();
-            let part = project(&pick(v), &pick(lo), &pick(hi), g.total);
-            for (&i, x) in g.members.iter().zip(part) {
-                w[i] = x;
-            }
-        }
-        w
-    }
-
-    /// Minimises from the prior (projected onto the feasible set).
+    /// Minimises; an error names a group whose total the caps cannot hold.
     pub fn solve(&self) -> Result<Proposal, String> {
-        let (lo, hi) = self.bounds();
+        let n = self.caps.len();
+        // A bucket is held at 0 when its cap is 0, or when KL is on and its prior is 0 (any
+        // weight there would cost infinitely).
+        let hi: Vec<f64> = (0..n)
+            .map(|b| {
+                if self.kl > 0.0 && self.prior[b] <= 0.0 {
+                    0.0
+                } else {
+                    self.caps[b].max(0.0)
+                }
+            })
+            .collect();
+        let mut w = vec![0.0; n];
+        let (mut free, mut group) = (Vec::new(), Vec::new());
+        let mut groups = 0;
         for g in self.groups {
-            let (l, h): (f64, f64) = g
-                .members
-                .iter()
-                .fold((0.0, 0.0), |(a, b), &i| (a + lo[i], b + hi[i]));
-            if g.total < l - 1e-9 || g.total > h + 1e-9 {
+            let room: f64 = g.members.iter().map(|&i| hi[i]).sum();
+            if g.total < 0.0 || g.total > room * (1.0 + 1e-9) + 1e-12 {
                 return Err(format!(
-                    "no mixture of {} has a total weight of {} within the caps (they allow {l} to {h})",
+                    "no mixture of {} has a total weight of {} within the caps (they hold {room})",
                     g.prefix
                         .as_ref()
                         .map_or("the buckets".to_string(), |p| format!("prefix \"{p}\"")),
                     g.total
                 ));
             }
-        }
-        let mut x = self.project(self.prior, &lo, &hi);
-        let mut fx = self.value(&x);
-        let mut y = x.clone();
-        let mut t = 1.0f64;
-        let mut lip = 1.0f64;
-        let mut last = fx;
-        let mut iterations = 0;
-        while iterations < MAX_ITER {
-            iterations += 1;
-            let fy = self.value(&y);
-            let g = self.gradient(&y);
-            let (next, fnext) = loop {
-                let v: Vec<f64> = y.iter().zip(&g).map(|(y, g)| y - g / lip).collect();
-                let z = self.project(&v, &lo, &hi);
-                let fz = self.value(&z);
-                let d: Vec<f64> = z.iter().zip(&y).map(|(z, y)| z - y).collect();
-                let model = fy
-                    + g.iter().zip(&d).map(|(g, d)| g * d).sum::<f64>()
-                    + 0.5 * lip * d.iter().map(|d| d * d).sum::<f64>();
-                if fz <= model + 1e-15 * fy.abs().max(1.0) || lip > 1e300 {
-                    break (z, fz);
+            let open: Vec<usize> = g.members.iter().copied().filter(|&i| hi[i] > 0.0).collect();
+            if g.total == 0.0 || g.total >= room * (1.0 - 1e-12) || open.len() < 2 {
+                // Nothing to choose: all at 0, all at their caps, or a single bucket.
+                for &i in &open {
+                    w[i] = hi[i] * (g.total / room).min(1.0);
                 }
-                lip *= 2.0;
-            };
-            if fnext > fx {
-                // Momentum overshot: restart from x without it.
-                if y == x {
-                    break;
-                }
-                y = x.clone();
-                t = 1.0;
                 continue;
             }
-            let tn = 0.5 * (1.0 + (1.0 + 4.0 * t * t).sqrt());
-            let mut beta = (t - 1.0) / tn;
-            // Keep the extrapolated point inside the floor (KL's domain).
-            for ((n, o), l) in next.iter().zip(&x).zip(&lo) {
-                let d = n - o;
-                if d < 0.0 {
-                    beta = beta.min(((n - l) / -d).max(0.0));
-                }
+            // A strictly interior start: each bucket at the same fraction of its cap.
+            for &i in &open {
+                w[i] = hi[i] * g.total / room;
+                free.push(i);
+                group.push(groups);
             }
-            y = next
-                .iter()
-                .zip(&x)
-                .map(|(n, o)| n + beta * (n - o))
-                .collect();
-            let moved = next
-                .iter()
-                .zip(&x)
-                .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
-            x = next;
-            fx = fnext;
-            t = tn;
-            lip *= 0.9;
-            if iterations % 50 == 0 {
-                if last - fx <= 1e-15 * (1.0 + fx.abs()) && moved <= 1e-12 {
-                    break;
-                }
-                last = fx;
+            groups += 1;
+        }
+        let mut iterations = 0;
+        if !free.is_empty() {
+            let mut bar = Barrier {
+                pb: self,
+                hi: free.iter().map(|&i| hi[i]).collect(),
+                free,
+                group,
+                groups,
+                w,
+            };
+            iterations = bar.minimise();
+            w = bar.w;
+        }
+        // On the bounds it is within SNAP of (which the barrier keeps it just off), then the
+        // rest back on the totals exactly.
+        let mut lo = vec![0.0; n];
+        let mut hi = hi;
+        for b in 0..n {
+            if w[b] <= SNAP && self.kl == 0.0 {
+                w[b] = 0.0;
+                hi[b] = 0.0;
+            }
+            if hi[b] - w[b] <= SNAP {
+                w[b] = hi[b];
+                lo[b] = hi[b];
+            }
+        }
+        for g in self.groups {
+            let pick = |x: &[f64]| g.members.iter().map(|&i| x[i]).collect::<Vec<f64>>();
+            let part = project(&pick(&w), &pick(&lo), &pick(&hi), g.total);
+            for (&i, x) in g.members.iter().zip(part) {
+                w[i] = x;
             }
         }
         Ok(Proposal {
-            value: self.value(&x),
-            w: x,
+            value: self.value(&w),
+            w,
             iterations,
         })
+    }
+}
+
+impl Barrier<'_, '_> {
+    /// `a_m = o_m k_m exp(t_m · w)` per metric.
+    fn scales(&self, w: &[f64]) -> Vec<f64> {
+        self.pb
+            .laws
+            .iter()
+            .zip(self.pb.o)
+            .map(|(l, o)| {
+                if *o == 0.0 || l.k == 0.0 {
+                    0.0
+                } else {
+                    o * l.k * l.t.iter().zip(w).map(|(t, w)| t * w).sum::<f64>().exp()
+                }
+            })
+            .collect()
+    }
+
+    /// The barrier objective at `w` (whole vector); infinite outside the open box. With KL on,
+    /// KL itself keeps weights off 0 and only the caps get a barrier (one at 0 would bias the
+    /// small weights that KL's optimum can have by `μ / w`).
+    fn phi(&self, w: &[f64], mu: f64) -> f64 {
+        let mut f = self.pb.value(w);
+        let low = self.pb.kl == 0.0;
+        for (j, &b) in self.free.iter().enumerate() {
+            let (x, h) = (w[b], self.hi[j]);
+            if x <= 0.0 || x >= h {
+                return f64::INFINITY;
+            }
+            f -= mu * (h - x).ln();
+            if low {
+                f -= mu * x.ln();
+            }
+        }
+        if f.is_finite() { f } else { f64::INFINITY }
+    }
+
+    /// Newton's method on each barrier problem, μ falling tenfold; returns the steps taken.
+    fn minimise(&mut self) -> usize {
+        let nf = self.free.len();
+        let scale = self.pb.value(&self.w).abs().max(1.0);
+        let mut mu = 0.1 * scale / (2 * nf) as f64;
+        let mut steps = 0;
+        loop {
+            for _ in 0..100 {
+                steps += 1;
+                let Some((dir, decrement)) = self.newton(mu) else {
+                    break;
+                };
+                if decrement <= 1e-20 * scale {
+                    break;
+                }
+                // The longest step that keeps every weight inside its box, then Armijo.
+                let mut alpha = 1.0f64;
+                for (j, &b) in self.free.iter().enumerate() {
+                    let (x, d) = (self.w[b], dir[j]);
+                    if d < 0.0 {
+                        alpha = alpha.min(0.99 * x / -d);
+                    } else if d > 0.0 {
+                        alpha = alpha.min(0.99 * (self.hi[j] - x) / d);
+                    }
+                }
+                let f0 = self.phi(&self.w, mu);
+                // Close to the minimum the decrease is below what f64 can see in φ: there
+                // Newton's step is taken as long as φ does not visibly rise.
+                let slack = if decrement <= 1e-8 * scale {
+                    1e-14 * scale
+                } else {
+                    0.0
+                };
+                let mut moved = false;
+                for _ in 0..60 {
+                    let mut next = self.w.clone();
+                    for (j, &b) in self.free.iter().enumerate() {
+                        next[b] += alpha * dir[j];
+                    }
+                    if self.phi(&next, mu) <= f0 - 0.25 * alpha * decrement + slack {
+                        self.w = next;
+                        moved = true;
+                        break;
+                    }
+                    alpha *= 0.5;
+                }
+                if !moved {
+                    break;
+                }
+            }
+            if 2.0 * nf as f64 * mu <= 1e-12 * scale {
+                return steps;
+            }
+            mu /= 10.0;
+        }
+    }
+
+    /// The Newton direction under the group totals, and the Newton decrement `−gᵀ d`.
+    fn newton(&self, mu: f64) -> Option<(Vec<f64>, f64)> {
+        let nf = self.free.len();
+        let pb = self.pb;
+        let a = self.scales(&self.w);
+        // Gradient and the diagonal of the Hessian (KL and the barrier), free coordinates.
+        let mut g = vec![0.0; nf];
+        let mut d = vec![0.0; nf];
+        for (j, &b) in self.free.iter().enumerate() {
+            let (x, h) = (self.w[b], self.hi[j]);
+            let mut gj: f64 = pb.laws.iter().zip(&a).map(|(l, a)| a * l.t[b]).sum();
+            gj += mu / (h - x);
+            let mut dj = mu / ((h - x) * (h - x));
+            if pb.kl > 0.0 {
+                gj += pb.kl * ((x / pb.prior[b]).ln() + 1.0);
+                dj += pb.kl / x;
+            } else {
+                gj -= mu / x;
+                dj += mu / (x * x);
+            }
+            g[j] = gj;
+            d[j] = dj;
+        }
+        // H = diag(d) + U Uᵀ, U's columns sqrt(a_m) t_m (free coordinates).
+        let cols: Vec<Vec<f64>> = pb
+            .laws
+            .iter()
+            .zip(&a)
+            .filter(|(_, a)| **a > 0.0)
+            .map(|(l, a)| self.free.iter().map(|&b| a.sqrt() * l.t[b]).collect())
+            .collect();
+        let m = cols.len();
+        let mut k = Matrix::zeros(m);
+        for p in 0..m {
+            for q in 0..=p {
+                let s: f64 = (0..nf).map(|j| cols[p][j] * cols[q][j] / d[j]).sum();
+                k.add(p, q, s);
+            }
+            k.add(p, p, 1.0);
+        }
+        // H⁻¹ x = D⁻¹x − D⁻¹U (I + UᵀD⁻¹U)⁻¹ UᵀD⁻¹x.
+        let solve = |x: &[f64]| -> Option<Vec<f64>> {
+            let y: Vec<f64> = x.iter().zip(&d).map(|(x, d)| x / d).collect();
+            if m == 0 {
+                return Some(y);
+            }
+            let uy: Vec<f64> = cols
+                .iter()
+                .map(|c| c.iter().zip(&y).map(|(c, y)| c * y).sum())
+                .collect();
+            let z = solve_spd(&k, &uy)?;
+            Some(
+                (0..nf)
+                    .map(|j| y[j] - (0..m).map(|p| cols[p][j] * z[p]).sum::<f64>() / d[j])
+                    .collect(),
+            )
+        };
+        let hg = solve(&g)?;
+        // Group totals: E d = 0 with E the groups' indicators; ν from (E H⁻¹ Eᵀ) ν = −E H⁻¹ g.
+        let mut he = Vec::with_capacity(self.groups);
+        for q in 0..self.groups {
+            let e: Vec<f64> = self
+                .group
+                .iter()
+                .map(|&gq| if gq == q { 1.0 } else { 0.0 })
+                .collect();
+            he.push(solve(&e)?);
+        }
+        let mut s = Matrix::zeros(self.groups);
+        let mut rhs = vec![0.0; self.groups];
+        for (j, &gq) in self.group.iter().enumerate() {
+            rhs[gq] -= hg[j];
+            for (q, col) in he.iter().enumerate() {
+                if q <= gq {
+                    s.add(gq, q, col[j]);
+                }
+            }
+        }
+        let nu = solve_spd(&s, &rhs)?;
+        let dir: Vec<f64> = (0..nf)
+            .map(|j| -hg[j] - he.iter().zip(&nu).map(|(c, n)| c[j] * n).sum::<f64>())
+            .collect();
+        let decrement = -g.iter().zip(&dir).map(|(g, d)| g * d).sum::<f64>();
+        decrement.is_finite().then_some((dir, decrement.max(0.0)))
     }
 }
 
@@ -280,7 +426,7 @@ mod tests {
         assert_eq!(w, [0.0, 0.0, 1.0]);
         // Caps bind: the capped coordinate sits at its cap, the rest share the remainder.
         let w = project(&[1.0, 2.0, 3.0], &[0.0; 3], &[1.0, 1.0, 0.4], 1.0);
-        assert!((w[2] - 0.4).abs() < 1e-15 && (w[1] - w[0] - 1.0).abs() > 0.0);
+        assert!((w[2] - 0.4).abs() < 1e-15);
         assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-15, "{w:?}");
         assert!(
             (w[0] - 0.0).abs() < 1e-15 && (w[1] - 0.6).abs() < 1e-15,
@@ -377,6 +523,111 @@ mod tests {
         for (g, w) in got.w.iter().zip(want) {
             assert!((g - w).abs() < 1e-9, "{got:?}");
         }
+    }
+
+    /// The KKT conditions of `min f(w)` on one capped simplex, where the gradient `g` is known:
+    /// one multiplier `ν` with `g_b = ν` where `0 < w_b < c_b`, `g_b ≥ ν` at 0, `g_b ≤ ν` at
+    /// the cap.
+    fn kkt(w: &[f64], g: &[f64], caps: &[f64], tol: f64) {
+        let inside: Vec<usize> = (0..w.len())
+            .filter(|&b| w[b] > 0.0 && w[b] < caps[b])
+            .collect();
+        assert!(!inside.is_empty(), "{w:?}");
+        let nu = g[inside[0]];
+        for b in 0..w.len() {
+            let msg = format!("bucket {b}: w {w:?}, g {g:?}");
+            if inside.contains(&b) {
+                assert!((g[b] - nu).abs() <= tol, "{msg}");
+            } else if w[b] == 0.0 {
+                assert!(g[b] >= nu - tol, "{msg}");
+            } else {
+                assert!(g[b] <= nu + tol, "{msg}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_weak_kl_pull_with_weights_near_zero_is_solved_to_its_kkt_point() {
+        // Gradients that differ by ~10 against kl = 0.1 put some weights near p · e^-100:
+        // curvature kl / w_b of 1e40 there, which defeats a single step size.
+        let t = [8.0, -2.0, 0.0, 3.0, -4.0, 1.0];
+        let laws = [
+            law(1.0, 1.0, &t),
+            law(0.5, 0.5, &[-3.0, 0.0, 2.0, 0.0, 1.0, 0.0]),
+        ];
+        let prior = [0.1, 0.2, 0.3, 0.15, 0.05, 0.2];
+        let caps = [1.0, 0.3, 1.0, 1.0, 0.12, 1.0];
+        let groups = [Group {
+            prefix: None,
+            members: (0..6).collect(),
+            total: 1.0,
+        }];
+        for kl in [0.1, 1.0, 10.0] {
+            let p = Problem {
+                laws: &laws,
+                o: &[1.0, 2.0],
+                prior: &prior,
+                caps: &caps,
+                groups: &groups,
+                kl,
+            };
+            let got = p.solve().unwrap();
+            let w = &got.w;
+            assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-14);
+            // The gradient of the objective plus kl · KL.
+            let mut g = vec![0.0; 6];
+            for (l, o) in laws.iter().zip([1.0, 2.0]) {
+                let s = o * l.k * l.t.iter().zip(w).map(|(t, w)| t * w).sum::<f64>().exp();
+                for (g, t) in g.iter_mut().zip(&l.t) {
+                    *g += s * t;
+                }
+            }
+            for ((g, w), p) in g.iter_mut().zip(w).zip(prior) {
+                *g += kl * ((w / p).ln() + 1.0);
+            }
+            kkt(w, &g, &caps, 1e-6);
+            // And no feasible nudge improves it.
+            for (i, j) in [(0, 1), (2, 3), (5, 1), (3, 0)] {
+                let mut v = w.clone();
+                let h = 1e-7f64.min(v[i]);
+                v[i] -= h;
+                v[j] += h;
+                if v[j] <= caps[j] {
+                    assert!(p.value(&v) >= got.value - 1e-15, "kl {kl}: {i}->{j}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn without_kl_the_kkt_point_has_zeros_and_caps() {
+        let laws = [law(0.0, 1.0, &[2.0, -1.0, 0.5, -3.0])];
+        let caps = [1.0, 0.5, 1.0, 0.3];
+        let groups = [Group {
+            prefix: None,
+            members: (0..4).collect(),
+            total: 1.0,
+        }];
+        let p = Problem {
+            laws: &laws,
+            o: &[1.0],
+            prior: &[0.25; 4],
+            caps: &caps,
+            groups: &groups,
+            kl: 0.0,
+        };
+        let got = p.solve().unwrap();
+        let w = &got.w;
+        let s = laws[0]
+            .t
+            .iter()
+            .zip(w)
+            .map(|(t, w)| t * w)
+            .sum::<f64>()
+            .exp();
+        let g: Vec<f64> = laws[0].t.iter().map(|t| s * t).collect();
+        kkt(w, &g, &caps, 1e-9);
+        assert_eq!((w[3], w[1]), (0.3, 0.5), "{w:?}");
     }
 
     #[test]
