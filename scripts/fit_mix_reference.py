@@ -38,6 +38,9 @@ from scipy import optimize, stats
 PARENTS = [("2", 11), ("3", 4), ("10", 3)]
 METRICS = ["bpb_web", "bpb_code", "err_qa"]
 MAX_EPOCHS = 3
+# The swarm's Dirichlet strengths (log-uniform) and minimum weight.
+STRENGTHS = (20.0, 200.0)
+MIN_WEIGHT = 0.002
 
 
 def labels():
@@ -85,10 +88,12 @@ def make(args):
         groups.setdefault(parent(l), []).append(i)
     pin = None
     if args.pin:
-        # Pinned totals away from the prior's parent shares, within what the caps hold.
-        totals = {"2": 0.45, "3": 0.35, "10": 0.20}
+        # Pinned totals away from the prior's parent shares: halfway to 0.45, 0.35, 0.20 (the
+        # caps, 3 times the prior, hold that unless a target is 5 times its prior share).
+        target = {"2": 0.45, "3": 0.35, "10": 0.20}
+        totals = {k: 0.5 * float(prior[idx].sum()) + 0.5 * target[k] for k, idx in groups.items()}
         pin = {"depth": 1, "weights": totals}
-    min_s, max_s, min_w = 20.0, 200.0, 0.002
+    (min_s, max_s), min_w = STRENGTHS, MIN_WEIGHT
     runs, strengths = [], []
     for i in range(args.runs):
         s = math.exp(rng.uniform(math.log(min_s), math.log(max_s)))

@@ -16,14 +16,17 @@
 //!   curvature of `exp` is weakly told apart from `c` and `k` over a swarm's small range, and a
 //!   ridge leans on that direction, shrinking `t`.)
 //! - **Loss.** Huber's `ρ(r) = r²/2` for `|r| ≤ δ`, `δ(|r| − δ/2)` beyond, with
-//!   `δ = 1.345 σ̂`, `σ̂` = 1.4826 · MAD of the residuals (re-estimated once after the first
-//!   refinement): a few failed or noisy proxies do not drag the law.
+//!   `δ = 1.345 σ̂`, `σ̂` = 1.4826 · MAD of the residuals scaled by `sqrt(n / (n − parameters))`
+//!   for the degrees of freedom the fit uses; first from a least-squares fit, then from the
+//!   Huber fit until it settles: a few failed or noisy proxies do not drag the law. The floor
+//!   `c` is kept below `min y + 3 σ̂`.
 //! - **Search.** `c` is gridded below `min y` (49 values, `min y − range · 10^g`, `g` from −3 to
 //!   3): there `ln(y − c)` is linear in `w` and a weighted ridge least squares gives `u, t`. The
 //!   three best starts are refined in all parameters by Levenberg–Marquardt on squared error;
 //!   the scale `δ` is taken from the best one's residuals, and it and the grid's two best
-//!   starts under the Huber loss are refined by Levenberg–Marquardt on the iteratively
-//!   reweighted Huber loss. The best is kept, `δ` re-estimated, and it is refined once more.
+//!   starts under the Huber loss (reweighted by Huber's weights) are refined by
+//!   Levenberg–Marquardt on the iteratively reweighted Huber loss. The best is kept, `δ`
+//!   re-estimated from it, and it is refined again until `δ` settles.
 
 use super::linalg::{Matrix, solve_spd};
 use super::stats::{mad_sigma, median};
@@ -31,8 +34,19 @@ use super::stats::{mad_sigma, median};
 /// The ridge on `t`, relative to the mean curvature the runs give each `t_b` (numerical
 /// safety only; the gauge is fixed by its own penalty).
 pub const RIDGE: f64 = 1e-8;
+/// How far the exponent `t · (w − w̄)` may range over the runs, either way, before it costs:
+/// `y − c` varying by more than `e^3 ≈ 20` times either side of the runs' centre is not a
+/// law but a spike through a few runs (a flexible exponential can pass through wild runs
+/// that way, however robust the loss).
+pub const SPREAD: f64 = 3.0;
+/// What each unit of exponent beyond [`SPREAD`] costs, squared and halved, in the
+/// standardised metric's units (a residual of one standard deviation costs 0.5).
+const SPREAD_WEIGHT: f64 = 10.0;
 /// Huber's tuning constant (95% efficiency under normal noise).
 pub const HUBER: f64 = 1.345;
+/// `E[ψ(Z)²]` for Huber's ψ at [`HUBER`] and a standard normal `Z`:
+/// `2Φ(c) − 1 − 2cφ(c) + 2c²(1 − Φ(c))`.
+const PSI2: f64 = 0.710_164_5;
 const GRID: usize = 49;
 const STARTS: usize = 3;
 
@@ -145,7 +159,13 @@ impl Problem<'_> {
         let fit: f64 = r.iter().map(|&r| huber(r, delta)).sum();
         let t = &theta[2..];
         let pen = 0.5 * dot(t, &self.penalty_grad(t, scale));
-        let f = fit + pen;
+        let spread: f64 = (0..self.n())
+            .map(|i| {
+                let over = (dot(t, self.row(i)).abs() - SPREAD).max(0.0);
+                0.5 * SPREAD_WEIGHT * over * over
+            })
+            .sum();
+        let f = fit + pen + spread;
         if f.is_finite() { f } else { f64::INFINITY }
     }
 
@@ -204,7 +224,8 @@ impl Problem<'_> {
     }
 
     /// Levenberg–Marquardt on the iteratively reweighted Huber loss from `theta`.
-    fn refine(&self, mut theta: Vec<f64>, delta: f64, scale: f64) -> (Vec<f64>, f64) {
+    fn refine(&self, mut theta: Vec<f64>, delta: f64, scale: f64, c_max: f64) -> (Vec<f64>, f64) {
+        theta[0] = theta[0].min(c_max);
         let b = self.b;
         let p = b + 2;
         let mut f = self.loss(&theta, delta, scale);
@@ -238,6 +259,28 @@ impl Problem<'_> {
             for (q, pg) in self.penalty_grad(&theta[2..], scale).iter().enumerate() {
                 g[2 + q] -= pg;
             }
+            // The exponent's spread beyond ±SPREAD: a Gauss–Newton term per run past it.
+            for i in 0..self.n() {
+                let x = self.row(i);
+                let z = dot(&theta[2..], x);
+                let over = z.abs() - SPREAD;
+                if over > 0.0 {
+                    for (q, xq) in x.iter().enumerate() {
+                        g[2 + q] -= SPREAD_WEIGHT * over * z.signum() * xq;
+                        for (s, xs) in x.iter().enumerate().take(q + 1) {
+                            a.add(2 + q, 2 + s, SPREAD_WEIGHT * xq * xs);
+                        }
+                    }
+                }
+            }
+            // `c` at its bound and the descent pushing it up: hold it there this step.
+            if theta[0] >= c_max && g[0] > 0.0 {
+                for q in 0..p {
+                    a.a[q * p] = 0.0;
+                }
+                a.a[0] = 1.0;
+                g[0] = 0.0;
+            }
             let diag = a.diag();
             let top = diag.iter().copied().fold(0.0, f64::max).max(1e-300);
             let mut accepted = None;
@@ -250,9 +293,11 @@ impl Problem<'_> {
                     mu *= 10.0;
                     continue;
                 };
-                let next: Vec<f64> = theta.iter().zip(&step).map(|(t, s)| t + s).collect();
+                let mut next: Vec<f64> = theta.iter().zip(&step).map(|(t, s)| t + s).collect();
+                next[0] = next[0].min(c_max);
                 let fn_ = self.loss(&next, delta, scale);
                 if fn_ <= f {
+                    let step: Vec<f64> = next.iter().zip(&theta).map(|(n, t)| n - t).collect();
                     accepted = Some((next, fn_, step));
                     mu = (mu / 3.0).max(1e-12);
                     break;
@@ -367,16 +412,25 @@ pub fn fit(w: &[Vec<f64>], y: &[f64], gauge: &[Vec<usize>]) -> Fit {
         return constant(y, b, mean, sd, floor);
     };
     let scale = pb.scale(first);
-    // Least squares first (fast, and a first scale for the residuals); then Huber, from it and
-    // from the grid's best robust starts; then the scale again from the residuals and a last
-    // pass, until the scale settles.
+    // Least squares first: starts, and a first scale of the residuals (the MAD, scaled back
+    // by sqrt(n / dof) for the degrees of freedom a coefficient per bucket uses up).
     let (ls, _) = ls_starts
         .iter()
         .take(STARTS)
-        .map(|(_, t)| pb.refine(t.clone(), f64::INFINITY, scale))
+        .map(|(_, t)| pb.refine(t.clone(), f64::INFINITY, scale, f64::INFINITY))
         .min_by(|a, b| a.1.total_cmp(&b.1))
         .expect("at least one start");
-    let mut delta = HUBER * mad_sigma(&pb.residuals(&ls)).max(floor);
+    let params = 2 + b - gauge.iter().filter(|g| !g.is_empty()).count().min(b);
+    let dof = n.saturating_sub(params).max(1);
+    let mut sigma = (mad_sigma(&pb.residuals(&ls)) * (n as f64 / dof as f64).sqrt()).max(floor);
+    // Wild runs inflate that scale, and a loss that tolerates large residuals lets the law
+    // bend toward them: the first robust fit is made with a quarter of it, close to least
+    // absolute deviations, from the least-squares fit and the grid's best robust starts.
+    let mut delta = HUBER * sigma / 4.0;
+    // The law's floor `c` may not sit above the lowest run by more than the noise: with it
+    // there, a robust loss could call the runs below it outliers and bend the law through
+    // the rest.
+    let c_max = |sigma: f64| lo + 3.0 * sigma;
     let robust = best_of(
         grid.iter().filter_map(|&c| pb.start(c, delta)).collect(),
         delta,
@@ -384,14 +438,24 @@ pub fn fit(w: &[Vec<f64>], y: &[f64], gauge: &[Vec<usize>]) -> Fit {
     );
     let (mut theta, mut f) = std::iter::once(&ls)
         .chain(robust.iter().take(STARTS - 1).map(|(_, t)| t))
-        .map(|t| pb.refine(t.clone(), delta, scale))
+        .map(|t| pb.refine(t.clone(), delta, scale, c_max(sigma)))
         .min_by(|a, b| a.1.total_cmp(&b.1))
         .expect("at least one start");
-    for _ in 0..3 {
-        let next = HUBER * mad_sigma(&pb.residuals(&theta)).max(floor);
-        let settled = (next - delta).abs() <= 0.01 * delta;
-        delta = next;
-        (theta, f) = pb.refine(theta, delta, scale);
+    // Then the scale and the fit together (Huber's "proposal 2"): σ² = Σ min(r², (1.345 σ)²)
+    // / ((n − parameters) · β), β = E[ψ(Z)²] for a standard normal Z, so that σ estimates the
+    // noise's standard deviation under normal noise, whatever the degrees of freedom. It
+    // grows from a scale that is too small (most residuals are then capped) and shrinks from
+    // one that wild runs inflated, to where it settles.
+    for _ in 0..20 {
+        let r = pb.residuals(&theta);
+        let cap = (HUBER * sigma).powi(2);
+        let next = (r.iter().map(|r| (r * r).min(cap)).sum::<f64>() / (dof as f64 * PSI2))
+            .sqrt()
+            .max(floor);
+        let settled = (next - sigma).abs() <= 1e-3 * sigma;
+        sigma = next;
+        delta = HUBER * sigma;
+        (theta, f) = pb.refine(theta, delta, scale, c_max(sigma));
         if settled {
             break;
         }

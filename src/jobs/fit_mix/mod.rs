@@ -20,6 +20,7 @@ mod svg;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
@@ -266,7 +267,9 @@ fn write(path: &Path, body: &[u8]) -> Result<(), FitMixError> {
 fn fit_all(inp: &Inputs, train: &[Run]) -> Vec<law::Fit> {
     let w: Vec<Vec<f64>> = train.iter().map(|r| r.w.clone()).collect();
     let gauge: Vec<Vec<usize>> = inp.groups.iter().map(|g| g.members.clone()).collect();
+    // Metrics are fitted independently: one per thread.
     (0..inp.metrics.len())
+        .into_par_iter()
         .map(|m| {
             let y: Vec<f64> = train.iter().map(|r| r.y[m]).collect();
             law::fit(&w, &y, &gauge)

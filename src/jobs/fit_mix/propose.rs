@@ -13,7 +13,9 @@
 //! the group totals as a small Schur complement), and `μ` falls tenfold until the duality gap
 //! (`2 · buckets · μ`) is below 1e-12 of the objective. The result is snapped to the bounds it
 //! lies within 1e-12 of and put back on the totals by [`project`], the Euclidean projection
-//! onto `{Σ w = T, lo ≤ w ≤ hi}` (`clamp(v − τ, lo, hi)`, the shift `τ` by bisection).
+//! onto `{Σ w = T, lo ≤ w ≤ hi}` (`clamp(v − τ, lo, hi)`, the shift `τ` by bisection). With
+//! `kl = 0` the objective curves in only as many directions as there are metrics, Newton's
+//! last steps are ill-conditioned, and accelerated projected gradient finishes from there.
 
 use super::inputs::Group;
 use super::law::Law;
@@ -120,6 +122,8 @@ pub struct Proposal {
 
 /// Weights within this of a bound are put on it at the end.
 const SNAP: f64 = 1e-12;
+/// Projected-gradient steps at most in the polish (kl = 0).
+const POLISH_STEPS: usize = 20_000;
 
 /// The barrier problem over the free coordinates.
 struct Barrier<'a, 'b> {
@@ -127,7 +131,8 @@ struct Barrier<'a, 'b> {
     /// Free coordinates (global indices) and, per free coordinate, its group (0..groups).
     free: Vec<usize>,
     group: Vec<usize>,
-    groups: usize,
+    /// Each group's total.
+    totals: Vec<f64>,
     hi: Vec<f64>,
     /// The whole weight vector; the free coordinates are updated in place.
     w: Vec<f64>,
@@ -157,8 +162,7 @@ impl Problem<'_> {
             })
             .collect();
         let mut w = vec![0.0; n];
-        let (mut free, mut group) = (Vec::new(), Vec::new());
-        let mut groups = 0;
+        let (mut free, mut group, mut totals) = (Vec::new(), Vec::new(), Vec::new());
         for g in self.groups {
             let room: f64 = g.members.iter().map(|&i| hi[i]).sum();
             if g.total < 0.0 || g.total > room * (1.0 + 1e-9) + 1e-12 {
@@ -182,9 +186,9 @@ impl Problem<'_> {
             for &i in &open {
                 w[i] = hi[i] * g.total / room;
                 free.push(i);
-                group.push(groups);
+                group.push(totals.len());
             }
-            groups += 1;
+            totals.push(g.total);
         }
         let mut iterations = 0;
         if !free.is_empty() {
@@ -193,7 +197,7 @@ impl Problem<'_> {
                 hi: free.iter().map(|&i| hi[i]).collect(),
                 free,
                 group,
-                groups,
+                totals,
                 w,
             };
             iterations = bar.minimise();
@@ -220,11 +224,108 @@ impl Problem<'_> {
                 w[i] = x;
             }
         }
+        if self.kl == 0.0 {
+            let (polished, steps) = self.polish(w, &hi);
+            w = polished;
+            iterations += steps;
+        }
         Ok(Proposal {
             value: self.value(&w),
             w,
             iterations,
         })
+    }
+
+    /// The objective's gradient (without KL).
+    fn gradient(&self, w: &[f64]) -> Vec<f64> {
+        let mut g = vec![0.0; w.len()];
+        for (l, o) in self.laws.iter().zip(self.o) {
+            if *o == 0.0 || l.k == 0.0 {
+                continue;
+            }
+            let s = o * l.k * l.t.iter().zip(w).map(|(t, w)| t * w).sum::<f64>().exp();
+            for (g, t) in g.iter_mut().zip(&l.t) {
+                *g += s * t;
+            }
+        }
+        g
+    }
+
+    fn project_all(&self, v: &[f64], hi: &[f64]) -> Vec<f64> {
+        let lo = vec![0.0; v.len()];
+        let mut w = v.to_vec();
+        for g in self.groups {
+            let pick = |x: &[f64]| g.members.iter().map(|&i| x[i]).collect::<Vec<f64>>();
+            let part = project(&pick(v), &pick(&lo), &pick(hi), g.total);
+            for (&i, x) in g.members.iter().zip(part) {
+                w[i] = x;
+            }
+        }
+        w
+    }
+
+    /// Without KL the objective curves in only as many directions as there are metrics, and
+    /// Newton's steps near the end of the barrier path are ill-conditioned: the barrier's
+    /// result is finished by accelerated projected gradient (FISTA, backtracking, restarts
+    /// when the objective rises), which from there only has to settle the last digits. It
+    /// never returns a worse point than it was given.
+    fn polish(&self, start: Vec<f64>, hi: &[f64]) -> (Vec<f64>, usize) {
+        let mut x = start;
+        let mut fx = self.value(&x);
+        let mut y = x.clone();
+        let mut t = 1.0f64;
+        let mut lip = 1.0f64;
+        let mut last = fx;
+        let mut steps = 0;
+        while steps < POLISH_STEPS {
+            steps += 1;
+            let fy = self.value(&y);
+            let g = self.gradient(&y);
+            let (next, fnext) = loop {
+                let v: Vec<f64> = y.iter().zip(&g).map(|(y, g)| y - g / lip).collect();
+                let z = self.project_all(&v, hi);
+                let fz = self.value(&z);
+                let d: Vec<f64> = z.iter().zip(&y).map(|(z, y)| z - y).collect();
+                let model = fy
+                    + g.iter().zip(&d).map(|(g, d)| g * d).sum::<f64>()
+                    + 0.5 * lip * d.iter().map(|d| d * d).sum::<f64>();
+                if fz <= model + 1e-15 * fy.abs().max(1.0) || lip > 1e300 {
+                    break (z, fz);
+                }
+                lip *= 2.0;
+            };
+            if fnext > fx {
+                // Momentum overshot: restart from x without it.
+                if y == x {
+                    break;
+                }
+                y = x.clone();
+                t = 1.0;
+                continue;
+            }
+            let tn = 0.5 * (1.0 + (1.0 + 4.0 * t * t).sqrt());
+            let beta = (t - 1.0) / tn;
+            y = next
+                .iter()
+                .zip(&x)
+                .map(|(n, o)| n + beta * (n - o))
+                .collect();
+            let moved = next
+                .iter()
+                .zip(&x)
+                .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+            x = next;
+            fx = fnext;
+            t = tn;
+            lip *= 0.9;
+            if steps % 50 == 0 {
+                if last - fx <= 1e-15 * (1.0 + fx.abs()) && moved <= 1e-13 {
+                    break;
+                }
+                last = fx;
+            }
+        }
+        (x, steps)
     }
 }
 
@@ -379,9 +480,10 @@ impl Barrier<'_, '_> {
             )
         };
         let hg = solve(&g)?;
-        // Group totals: E d = 0 with E the groups' indicators; ν from (E H⁻¹ Eᵀ) ν = −E H⁻¹ g.
-        let mut he = Vec::with_capacity(self.groups);
-        for q in 0..self.groups {
+        // Group totals: E d = T − E w with E the groups' indicators; ν from
+        // (E H⁻¹ Eᵀ) ν = −E H⁻¹ g − (T − E w).
+        let mut he = Vec::with_capacity(self.totals.len());
+        for q in 0..self.totals.len() {
             let e: Vec<f64> = self
                 .group
                 .iter()
@@ -389,8 +491,13 @@ impl Barrier<'_, '_> {
                 .collect();
             he.push(solve(&e)?);
         }
-        let mut s = Matrix::zeros(self.groups);
-        let mut rhs = vec![0.0; self.groups];
+        let mut s = Matrix::zeros(self.totals.len());
+        // What each total is off by (rounding accumulates over steps): the step puts it back,
+        // E d = T − E w.
+        let mut rhs: Vec<f64> = self.totals.iter().map(|t| -t).collect();
+        for (j, &gq) in self.group.iter().enumerate() {
+            rhs[gq] += self.w[self.free[j]];
+        }
         for (j, &gq) in self.group.iter().enumerate() {
             rhs[gq] -= hg[j];
             for (q, col) in he.iter().enumerate() {

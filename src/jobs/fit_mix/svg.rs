@@ -8,7 +8,7 @@ use plotters::prelude::*;
 
 const FITTED: RGBColor = RGBColor(31, 119, 180);
 const HELD_OUT: RGBColor = RGBColor(214, 39, 40);
-const PANEL: (u32, u32) = (440, 420);
+const PANEL: (u32, u32) = (480, 420);
 
 /// One metric's panel.
 #[derive(Debug, Clone)]
