@@ -15,18 +15,22 @@
 //!   `t`-block of the Gauss–Newton matrix at the start. (A larger ridge would not do: the
 //!   curvature of `exp` is weakly told apart from `c` and `k` over a swarm's small range, and a
 //!   ridge leans on that direction, shrinking `t`.)
-//! - **Loss.** Huber's `ρ(r) = r²/2` for `|r| ≤ δ`, `δ(|r| − δ/2)` beyond, with
-//!   `δ = 1.345 σ̂`, `σ̂` = 1.4826 · MAD of the residuals scaled by `sqrt(n / (n − parameters))`
-//!   for the degrees of freedom the fit uses; first from a least-squares fit, then from the
-//!   Huber fit until it settles: a few failed or noisy proxies do not drag the law. The floor
-//!   `c` is kept below `min y + 3 σ̂`.
+//! - **Loss.** Huber's `ρ(r) = r²/2` for `|r| ≤ δ`, `δ(|r| − δ/2)` beyond, `δ = 1.345 σ`: a
+//!   few failed or noisy proxies do not drag the law. The noise scale `σ` is estimated with
+//!   the law (Huber's "proposal 2", which counts the degrees of freedom the coefficients use:
+//!   with one per bucket they can be few, and a plain MAD of the residuals then shrinks
+//!   round after round until the loss is L1 and the law chases single runs).
+//! - **Guards.** Even a robust loss lets a flexible exponential spike through a few wild runs:
+//!   the floor `c` is kept below `min y + 3σ` (else the runs below it become "outliers"), and
+//!   the exponent `t · (w − w̄)` ranging beyond ±[`SPREAD`] over the runs costs.
 //! - **Search.** `c` is gridded below `min y` (49 values, `min y − range · 10^g`, `g` from −3 to
-//!   3): there `ln(y − c)` is linear in `w` and a weighted ridge least squares gives `u, t`. The
+//!   3): there `ln(y − c)` is linear in `w` and a weighted least squares gives `u, t`. The
 //!   three best starts are refined in all parameters by Levenberg–Marquardt on squared error;
-//!   the scale `δ` is taken from the best one's residuals, and it and the grid's two best
-//!   starts under the Huber loss (reweighted by Huber's weights) are refined by
-//!   Levenberg–Marquardt on the iteratively reweighted Huber loss. The best is kept, `δ`
-//!   re-estimated from it, and it is refined again until `δ` settles.
+//!   `σ` is first taken from that fit's residuals (MAD, scaled by `sqrt(n / dof)`). Wild runs
+//!   inflate it, so the first robust fit uses a quarter of it (near L1), from the
+//!   least-squares fit and from the grid's two best starts under that loss (reweighted by
+//!   Huber's weights); the best is kept, and then `σ` and the fit are updated in turn
+//!   (Levenberg–Marquardt on the iteratively reweighted Huber loss) until `σ` settles.
 
 use super::linalg::{Matrix, solve_spd};
 use super::stats::{mad_sigma, median};
