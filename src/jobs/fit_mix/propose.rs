@@ -205,6 +205,7 @@ impl Problem<'_> {
         }
         // On the bounds it is within SNAP of (which the barrier keeps it just off), then the
         // rest back on the totals exactly.
+        let caps = hi.clone();
         let mut lo = vec![0.0; n];
         let mut hi = hi;
         for b in 0..n {
@@ -225,7 +226,8 @@ impl Problem<'_> {
             }
         }
         if self.kl == 0.0 {
-            let (polished, steps) = self.polish(w, &hi);
+            // Over the whole box: the polish may still move a weight the barrier left at 0.
+            let (polished, steps) = self.polish(w, &caps);
             w = polished;
             iterations += steps;
         }
