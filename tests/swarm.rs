@@ -48,8 +48,17 @@ fn write(path: &Path, body: &str) -> PathBuf {
 }
 
 fn swarm(spec: &Path, out: &Path, extra: &[&str]) -> Output {
+    run("swarm", spec, out, extra)
+}
+
+fn mix(spec: &Path, out: &Path, extra: &[&str]) -> Output {
+    run("mix", spec, out, extra)
+}
+
+/// `hermes <command> --codes <the labeled corpus> --spec SPEC --out OUT EXTRA...`.
+fn run(command: &str, spec: &Path, out: &Path, extra: &[&str]) -> Output {
     let mut args = vec![
-        "swarm",
+        command,
         "--codes",
         labeled().to_str().unwrap(),
         "--spec",
@@ -199,16 +208,7 @@ fn variants_hold_the_rules_and_match_the_reference_prior() {
         if i < 3 {
             let m = d.join(format!("mix-{i}"));
             let vspec = out.join("variants").join(format!("{name}.toml"));
-            let o = hermes(&[
-                "mix",
-                "--codes",
-                labeled().to_str().unwrap(),
-                "--spec",
-                vspec.to_str().unwrap(),
-                "--out",
-                m.to_str().unwrap(),
-                "--plan-only",
-            ]);
+            let o = mix(&vspec, &m, &["--plan-only"]);
             assert!(o.status.success(), "{name}: {}", stderr(&o));
             let plan: Value =
                 serde_json::from_str(&std::fs::read_to_string(m.join("plan.json")).unwrap())
@@ -345,16 +345,7 @@ fn a_pin_keeps_each_prefix_total_and_draws_only_inside() {
     assert!(o.status.success(), "{}", stderr(&o));
     for i in 0..3 {
         let v = out.join("variants").join(format!("off-{i:04}.toml"));
-        let o = hermes(&[
-            "mix",
-            "--codes",
-            labeled().to_str().unwrap(),
-            "--spec",
-            v.to_str().unwrap(),
-            "--out",
-            d.join(format!("mix-off-{i}")).to_str().unwrap(),
-            "--plan-only",
-        ]);
+        let o = mix(&v, &d.join(format!("mix-off-{i}")), &["--plan-only"]);
         assert!(o.status.success(), "variant {i}: {}", stderr(&o));
     }
 }
@@ -471,15 +462,7 @@ fn check_select(name: &str, base: &str, variants: usize, check: &[usize]) -> (u6
         let name = format!("sel-{i:04}");
         let m = d.join(format!("mix-{i}"));
         let vspec = out.join("variants").join(format!("{name}.toml"));
-        let o = hermes(&[
-            "mix",
-            "--codes",
-            labeled().to_str().unwrap(),
-            "--spec",
-            vspec.to_str().unwrap(),
-            "--out",
-            m.to_str().unwrap(),
-        ]);
+        let o = mix(&vspec, &m, &[]);
         assert!(o.status.success(), "{name}: {}", stderr(&o));
         mix_rows += rows_read(&o);
         let v = out.join("variants").join(&name);
@@ -498,15 +481,7 @@ fn check_select(name: &str, base: &str, variants: usize, check: &[usize]) -> (u6
                 "{name}: selection {f:?}"
             );
         }
-        let o = hermes(&[
-            "mix",
-            "--codes",
-            labeled().to_str().unwrap(),
-            "--spec",
-            vspec.to_str().unwrap(),
-            "--out",
-            v.to_str().unwrap(),
-        ]);
+        let o = mix(&vspec, &v, &[]);
         assert!(o.status.success(), "{name}: {}", stderr(&o));
         assert!(
             stderr(&o).contains("reused the plan")
