@@ -26,7 +26,8 @@ struct Bin {
 }
 
 enum State {
-    Histogram(Box<[Bin; 256]>),
+    /// Allocated at the first row: a search that shares another's first pass never needs it.
+    Histogram(Option<Box<[Bin; 256]>>),
     Collect(Vec<(OrderKey, f64)>),
     Done(Cut),
 }
@@ -50,7 +51,7 @@ impl Search {
         let state = if rows <= COLLECT {
             State::Collect(Vec::new())
         } else {
-            State::Histogram(Box::new([Bin::default(); 256]))
+            State::Histogram(None)
         };
         Search {
             target,
@@ -89,6 +90,7 @@ impl Search {
         }
         match &mut self.state {
             State::Histogram(bins) => {
+                let bins = bins.get_or_insert_with(|| Box::new([Bin::default(); 256]));
                 let b = &mut bins[key[p] as usize];
                 b.count += 1;
                 b.size += size;
@@ -125,6 +127,7 @@ impl Search {
                 }));
             }
             State::Histogram(bins) => {
+                let bins = bins.unwrap_or_else(|| Box::new([Bin::default(); 256]));
                 let mut chosen = None;
                 let mut total = self.before;
                 for (byte, bin) in bins.iter().enumerate() {
@@ -155,13 +158,29 @@ impl Search {
                         self.state = if rows <= COLLECT {
                             State::Collect(Vec::with_capacity(rows as usize))
                         } else {
-                            State::Histogram(Box::new([Bin::default(); 256]))
+                            State::Histogram(None)
                         };
                     }
                 }
             }
         }
         matches!(self.state, State::Done(_))
+    }
+
+    /// Whether the search is in its first pass with a histogram: every search over the same
+    /// rows is then collecting the same histogram, whatever its target.
+    pub fn first_histogram(&self) -> bool {
+        self.prefix.is_empty() && matches!(self.state, State::Histogram(_))
+    }
+
+    /// Ends the first pass with the histogram `leader` (a search over the same rows, in its
+    /// first pass too, not yet ended) collected, instead of one of its own.
+    pub fn end_first_pass_as(&mut self, leader: &Search) -> bool {
+        debug_assert!(self.first_histogram() && leader.first_histogram());
+        if let State::Histogram(bins) = &leader.state {
+            self.state = State::Histogram(bins.clone());
+        }
+        self.end_pass()
     }
 
     /// A search whose target is reached before any row: nothing is in.

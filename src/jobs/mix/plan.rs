@@ -608,6 +608,13 @@ fn run_searches(
     // How many of a group's searches are still running.
     let mut active: Vec<usize> = by_group.iter().map(Vec::len).collect();
     while active.iter().any(|&a| a > 0) {
+        // A group whose searches are all in their first pass collects one histogram for all
+        // of them (the same rows give the same histogram), so memory does not grow with the
+        // number of sets there.
+        let shared: Vec<bool> = by_group
+            .iter()
+            .map(|set| set.len() > 1 && set.iter().all(|(_, s)| s.first_histogram()))
+            .collect();
         pass(
             files,
             cols,
@@ -625,14 +632,31 @@ fn run_searches(
                 if !takes(g, &key) {
                     return;
                 }
-                for (_, s) in &mut by_group[g] {
-                    s.add(&key, size);
+                if shared[g] {
+                    by_group[g][0].1.add(&key, size);
+                } else {
+                    for (_, s) in &mut by_group[g] {
+                        s.add(&key, size);
+                    }
                 }
             },
             counter,
         )?;
         for (g, set) in by_group.iter_mut().enumerate() {
             active[g] = 0;
+            if shared[g]
+                && let Some(((_, leader), rest)) = set.split_first_mut()
+            {
+                for (_, s) in rest.iter_mut() {
+                    if !s.end_first_pass_as(leader) {
+                        active[g] += 1;
+                    }
+                }
+                if !leader.end_pass() {
+                    active[g] += 1;
+                }
+                continue;
+            }
             for (_, s) in set.iter_mut() {
                 if !s.end_pass() {
                     active[g] += 1;

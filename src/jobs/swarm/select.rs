@@ -2,8 +2,8 @@
 //! under `variants/<name>/`, exactly as `hermes mix --spec variants/<name>.toml` writes them,
 //! with the passes shared: the codes are counted once, by the caller (pass 1 and the quality
 //! phase do not depend on stage 1), each later pass feeds every variant's crossing-row
-//! searches, and the selection reads each codes file once (per 128 variants) and writes every variant's
-//! selection of it, the files spread over the cores.
+//! searches (sharing their first-pass histograms), and the selection reads each codes file once
+//! per 64 variants and writes every variant's selection of it, the files spread over the cores.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -104,7 +104,7 @@ pub fn select_all(
 }
 
 /// Variants whose selections one read of a codes file writes.
-const CHUNK: usize = 128;
+const CHUNK: usize = 64;
 
 /// A run of variants with their plans and cuts.
 struct Chunk<'a> {
