@@ -589,7 +589,16 @@ mod tests {
     /// --seed seeds depends on the command).
     #[test]
     fn a_flag_name_has_one_help_text() {
-        const HOMONYMS: [&str; 6] = ["out", "depth", "seed", "input", "codes", "max-tokens"];
+        // `spec`: a mixture for mix, the base of the variants for swarm.
+        const HOMONYMS: [&str; 7] = [
+            "out",
+            "depth",
+            "seed",
+            "input",
+            "codes",
+            "max-tokens",
+            "spec",
+        ];
         let mut helps: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
         for cmd in Cli::command().get_subcommands() {
             for arg in cmd.get_arguments().filter(|a| !a.is_positional()) {

@@ -162,7 +162,7 @@ pub fn floor_small(w: &mut [f64], minimum: f64, total: f64) {
     let sum: f64 = w.iter().sum();
     if sum > 0.0 {
         for x in w.iter_mut() {
-            *x *= total / sum;
+            *x = *x / sum * total;
         }
     }
 }
