@@ -9,6 +9,26 @@ pub struct Record {
     pub fields: Vec<String>,
 }
 
+/// The header and the rows of `text`, every row as wide as the header. An error names the line.
+pub fn table(text: &str) -> Result<(Record, Vec<Record>), String> {
+    let mut rows = parse(text)?;
+    if rows.is_empty() {
+        return Err("empty: no header".into());
+    }
+    let head = rows.remove(0);
+    for row in &rows {
+        if row.fields.len() != head.fields.len() {
+            return Err(format!(
+                "line {}: {} fields, the header has {}",
+                row.line,
+                row.fields.len(),
+                head.fields.len()
+            ));
+        }
+    }
+    Ok((head, rows))
+}
+
 /// Every record of `text`; blank lines are skipped. An error names the line.
 pub fn parse(text: &str) -> Result<Vec<Record>, String> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);

@@ -285,10 +285,7 @@ fn column(path: &Path, header: &[String], name: &str) -> Result<Option<usize>, F
 }
 
 fn read_ratios(path: &Path, r: &SwarmRecord) -> Result<Vec<Ratio>, FitMixError> {
-    let rows = csv::parse(&read(path)?).map_err(|e| bad(path, e))?;
-    let Some((head, rows)) = rows.split_first() else {
-        return Err(bad(path, "empty: no header"));
-    };
+    let (head, rows) = csv::table(&read(path)?).map_err(|e| bad(path, e))?;
     let header = &head.fields;
     let run_col = column(path, header, "run")?.ok_or_else(|| bad(path, "no column \"run\""))?;
     let index_col =
@@ -329,16 +326,6 @@ fn read_ratios(path: &Path, r: &SwarmRecord) -> Result<Vec<Ratio>, FitMixError> 
     for row in rows {
         let line = row.line;
         let f = &row.fields;
-        if f.len() != header.len() {
-            return Err(bad(
-                path,
-                format!(
-                    "line {line}: {} fields, the header has {}",
-                    f.len(),
-                    header.len()
-                ),
-            ));
-        }
         let run = f[run_col].trim();
         let index: usize = f[index_col].trim().parse().map_err(|_| {
             bad(
@@ -423,10 +410,7 @@ fn read_metrics(
     path: &Path,
     ratios: &[Ratio],
 ) -> Result<(Vec<String>, Vec<(usize, Vec<f64>)>), FitMixError> {
-    let rows = csv::parse(&read(path)?).map_err(|e| bad(path, e))?;
-    let Some((head, rows)) = rows.split_first() else {
-        return Err(bad(path, "empty: no header"));
-    };
+    let (head, rows) = csv::table(&read(path)?).map_err(|e| bad(path, e))?;
     let header: Vec<&str> = head.fields.iter().map(|h| h.trim()).collect();
     let run_col = column(path, &head.fields, "run")?.ok_or_else(|| {
         bad(
@@ -468,16 +452,6 @@ fn read_metrics(
     for row in rows {
         let line = row.line;
         let f = &row.fields;
-        if f.len() != header.len() {
-            return Err(bad(
-                path,
-                format!(
-                    "line {line}: {} fields, the header has {}",
-                    f.len(),
-                    header.len()
-                ),
-            ));
-        }
         let run = f[run_col].trim();
         let Some(&i) = by_name.get(run) else {
             return Err(bad(
