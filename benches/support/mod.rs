@@ -78,9 +78,48 @@ pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// `<model> (<SIMD>), <n> cores`: the line a report's figures are read against.
+/// The `/proc/cpuinfo` flags that move hermes' figures: the SIMD the encoder and quantizer
+/// use (`avx2`, `fma`, `avx512f`, `avx512bw`, `avx512_vnni`, `avx512_bf16`, `amx_*`) and
+/// `sha_ni`, which the key hash of `mix` runs on.
+pub fn cpu_flags() -> String {
+    const WATCHED: [&str; 9] = [
+        "avx2",
+        "fma",
+        "avx512f",
+        "avx512bw",
+        "avx512_vnni",
+        "avx512_bf16",
+        "amx_tile",
+        "amx_int8",
+        "sha_ni",
+    ];
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let have: Vec<&str> = info
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default();
+    let on: Vec<&str> = WATCHED
+        .iter()
+        .copied()
+        .filter(|f| have.contains(f))
+        .collect();
+    if on.is_empty() {
+        "none of avx2/fma/avx512/sha_ni".to_string()
+    } else {
+        on.join(" ")
+    }
+}
+
+/// `<model> (<SIMD>; flags ...), <n> cores`: the line a report's figures are read against.
 pub fn cpu_line() -> String {
-    format!("{} ({}), {} cores", cpu_model(), simd(), cores())
+    format!(
+        "{} ({}; flags: {}), {} cores",
+        cpu_model(),
+        simd(),
+        cpu_flags(),
+        cores()
+    )
 }
 
 // ---- processes ----
