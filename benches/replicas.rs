@@ -9,6 +9,8 @@
 //! id is lost.
 //!
 //! Needs `redis-server` and `haproxy` (Debian; `scripts/setup.sh --test` installs them).
+//! Each setting runs `HERMES_BENCH_RUNS` (3) times, each on a fresh stack; the report gives
+//! medians, and the 2-over-1 ratio comes from the same bench run.
 //! Writes `target/bench/replicas.md`. Short runs: `HERMES_BENCH_QUICK=1`.
 
 mod support;
@@ -80,6 +82,23 @@ struct Outcome {
     get_p99_ms: f64,
 }
 
+impl Outcome {
+    /// One setting's runs folded: the rates and the p99 are medians (each run starts a fresh
+    /// Redis, replicas and haproxy), the ids labeled and found are summed over the runs, so a
+    /// lost id in any run shows.
+    fn median(samples: Vec<Outcome>) -> Outcome {
+        let of = |f: fn(&Outcome) -> f64| support::median(samples.iter().map(f).collect());
+        Outcome {
+            replicas: samples[0].replicas,
+            docs_per_s: of(|o| o.docs_per_s),
+            labeled: samples.iter().map(|o| o.labeled).sum(),
+            found: samples.iter().map(|o| o.found).sum(),
+            gets_per_s: of(|o| o.gets_per_s),
+            get_p99_ms: of(|o| o.get_p99_ms),
+        }
+    }
+}
+
 /// One setting: redis, `replicas` replicas, haproxy; 16 clients label through haproxy for
 /// `seconds`, then every id labeled is looked up, then 2,000 GETs measure retrieval.
 async fn run(texts: &Arc<Texts>, replicas: usize, seconds: f64) -> Outcome {
@@ -149,24 +168,33 @@ async fn main() {
     let seconds = if support::quick() { 6.0 } else { 20.0 };
     // In corpus order; the ids continue from one setting to the next.
     let texts = Arc::new(Texts::wiki());
+    let runs = support::runs();
     let mut rows = Vec::new();
     for replicas in [1, 2] {
-        eprintln!("bench: {replicas} replica(s) behind haproxy ({seconds}s)");
-        rows.push(run(&texts, replicas, seconds).await);
+        let mut samples = Vec::new();
+        for i in 0..runs {
+            eprintln!(
+                "bench: {replicas} replica(s) behind haproxy ({seconds}s), run {}/{runs}",
+                i + 1
+            );
+            samples.push(run(&texts, replicas, seconds).await);
+        }
+        rows.push(Outcome::median(samples));
     }
-    let md = report(&rows);
+    let md = report(&rows, runs);
     support::write_report("replicas.md", &md);
     println!("{md}");
     assert!(rows.iter().all(|o| o.found == o.labeled), "ids were lost");
 }
 
-fn report(rows: &[Outcome]) -> String {
-    let mut md = String::from(
-        "# hermes replicas behind haproxy, sharing Redis\n\n16 clients, 1 document per request, through haproxy (round robin).\n\n",
+fn report(rows: &[Outcome], runs: usize) -> String {
+    let mut md = format!(
+        "# hermes replicas behind haproxy, sharing Redis\n\n16 clients, 1 document per request, through haproxy (round robin); \
+         each setting run {runs} times on a fresh stack: rates and p99 are medians, ids are summed over the runs.\n\n",
     );
     md.push_str(&format!("CPU: {}\n\n", support::cpu_line()));
     md.push_str(
-        "| replicas | docs/s | ids labeled | ids found through haproxy | GET/s (8 clients) | GET p99 ms |\n|---|---|---|---|---|---|\n",
+        "| replicas | docs/s (median) | ids labeled | ids found through haproxy | GET/s (8 clients, median) | GET p99 ms (median) |\n|---|---|---|---|---|---|\n",
     );
     for o in rows {
         md.push_str(&format!(
