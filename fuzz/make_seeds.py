@@ -96,7 +96,7 @@ put("stream_record", "bad", '{"text": 5}')
 # Source and sink URLs: the first byte is the role (even: source, odd: sink)
 for i, (role, url) in enumerate([
     (0, "kafka://127.0.0.1:9092/documents?group=hermes"),
-    (1, "kafka://127.0.0.1:9092/codes?batch.num.messages=1"),
+    (1, "kafka://127.0.0.1:9092/codes?linger.ms=20&compression.type=lz4"),
     (0, "redis://127.0.0.1:6379/0/documents?group=hermes&consumer=a&claim-idle-ms=100"),
     (1, "redis://user:pw@localhost:6379/2/codes"),
     (0, "kafka://[::1]:99999/x?group=g"),

@@ -424,10 +424,8 @@ async fn watch_backlog(
     let mut max_in_flight = 0.0f64;
     let produced = Instant::now();
     {
-        // Watched while the backlog arrives too. In many-record batches: about three times
-        // faster than one-record ones on tansu, and this topic is never read back or counted
-        // from its watermarks (see `Tansu::produce_batched`).
-        let producing = broker.produce_batched(topic, docs);
+        // Watched while the backlog arrives too.
+        let producing = broker.produce(topic, docs);
         tokio::pin!(producing);
         loop {
             tokio::select! {
@@ -841,11 +839,7 @@ async fn kafka_fatal_sink_failure_exits_at_once_with_what_was_written_committed(
         .map(|(i, t)| doc(&format!("f-{i}"), t))
         .collect();
     source.produce("docs", &docs).await;
-    let sink_url = format!(
-        "kafka://{}/codes?{}&message.timeout.ms=2000",
-        sink.brokers(),
-        common::kafka::ONE_RECORD_BATCHES
-    );
+    let sink_url = format!("kafka://{}/codes?message.timeout.ms=2000", sink.brokers());
     let common = [
         "--encoder",
         "static",

@@ -17,16 +17,13 @@ use super::Proc;
 use super::gate::Gate;
 use super::redis::free_port;
 
-/// The librdkafka property the tests add to a sink URL for tansu. tansu 0.6.0 (in memory)
-/// keeps every record of a multi-record batch but under-reports the high watermarks: 5,000
-/// wiki documents in librdkafka's default batches left watermarks summing to 4,902 (3 when
-/// read at once after the acknowledgements; 3,739 in the run first recorded here), although a
-/// consumer reading on past them gets all 5,000. One record per batch keeps the watermarks
-/// exact, and the tests need them exact where they read a topic back up to them
-/// ([`Tansu::read_all`]) and where a consumer restarts from committed offsets (one past a
-/// short watermark may be refused as out of range). hermes' own batching stays librdkafka's
-/// default; only the broker here needs this.
-pub const ONE_RECORD_BATCHES: &str = "batch.num.messages=1";
+/// How long a read of a topic waits for one more record before it calls the topic read to its
+/// end. tansu 0.6.0 (in memory) keeps and serves every record of a multi-record produce batch
+/// but under-reports the high watermark (5,000 records in librdkafka's default batches, all
+/// read back at offsets 0..4999, with a reported watermark of 2,931), so a read never stops at
+/// a watermark: it reads on until the broker has had nothing more for this long. A fetch with
+/// nothing to return waits `fetch.wait.max.ms` (500 ms) at the broker; this is four of those.
+pub const READ_QUIET: Duration = Duration::from_secs(2);
 
 /// The broker, killed when dropped ([`Proc`]).
 pub struct Tansu {
@@ -39,8 +36,6 @@ pub struct Tansu {
     gate: Option<Gate>,
     /// One producer for every [`Tansu::produce`]: connecting costs more than a small batch.
     producer: std::sync::OnceLock<FutureProducer>,
-    /// And one for every [`Tansu::produce_batched`].
-    batched: std::sync::OnceLock<FutureProducer>,
 }
 
 /// Where set-up puts the broker.
@@ -55,7 +50,6 @@ impl Tansu {
             listen: port,
             gate: None,
             producer: std::sync::OnceLock::new(),
-            batched: std::sync::OnceLock::new(),
         }
     }
 
@@ -72,7 +66,6 @@ impl Tansu {
             listen,
             gate: Some(gate),
             producer: std::sync::OnceLock::new(),
-            batched: std::sync::OnceLock::new(),
         }
     }
 
@@ -104,7 +97,6 @@ impl Tansu {
         self.child = Some(Self::spawn(self.listen, self.port));
         // The idempotent producers' ids and sequences died with the old broker.
         self.producer = std::sync::OnceLock::new();
-        self.batched = std::sync::OnceLock::new();
     }
 
     /// tansu listening on `listen` and advertising `advertised` in its metadata.
@@ -182,13 +174,12 @@ impl Tansu {
         }
     }
 
-    /// An idempotent producer with `acks=all`, one record per batch ([`ONE_RECORD_BATCHES`]).
+    /// An idempotent producer with `acks=all`, in librdkafka's default batches (many records
+    /// each), as a real client produces.
     pub fn producer(&self) -> FutureProducer {
         self.config()
             .set("enable.idempotence", "true")
-            .set("batch.num.messages", "1")
             .set("acks", "all")
-            .set("linger.ms", "5")
             .create()
             .unwrap()
     }
@@ -196,21 +187,6 @@ impl Tansu {
     /// Sends `records` (key, value) and waits for every acknowledgement.
     pub async fn produce(&self, topic: &str, records: &[(String, Vec<u8>)]) {
         let producer = self.producer.get_or_init(|| self.producer());
-        Self::send_all(producer, topic, records).await;
-    }
-
-    /// [`Tansu::produce`] in librdkafka's default batches, many records each: faster, and every
-    /// record is kept and served, but tansu's high watermarks then fall short of the last
-    /// records ([`ONE_RECORD_BATCHES`]). For a topic that only `hermes consume` reads, never
-    /// one a test reads back or counts, nor one a consumer reads again after a restart.
-    pub async fn produce_batched(&self, topic: &str, records: &[(String, Vec<u8>)]) {
-        let producer = self.batched.get_or_init(|| {
-            self.config()
-                .set("enable.idempotence", "true")
-                .set("acks", "all")
-                .create()
-                .unwrap()
-        });
         Self::send_all(producer, topic, records).await;
     }
 
@@ -226,56 +202,49 @@ impl Tansu {
         }
     }
 
-    /// Every value in `topic` now (all partitions, from the start to the high watermark).
+    /// Every value in `topic` now (all partitions, from the start to the end; see
+    /// [`Tansu::read_timed`]).
     pub fn read_all(&self, topic: &str) -> Vec<Vec<u8>> {
         self.read_timed(topic).into_iter().map(|(v, _)| v).collect()
     }
 
-    /// [`Tansu::read_all`] with each record's timestamp (ms since the epoch, as produced).
+    /// Every record of `topic` with its timestamp (ms since the epoch, as produced): every
+    /// partition read from its first offset until no new record came for [`READ_QUIET`] (never
+    /// up to the high watermark, which tansu under-reports). Each (partition, offset) once.
     pub fn read_timed(&self, topic: &str) -> Vec<(Vec<u8>, i64)> {
         let consumer: BaseConsumer = self
             .config()
             .set("group.id", "hermes-test-reader")
             .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
             .create()
             .unwrap();
         let meta = consumer
             .fetch_metadata(Some(topic), Duration::from_secs(10))
             .unwrap();
         let mut tpl = TopicPartitionList::new();
-        let mut ends = std::collections::HashMap::new();
         for p in meta.topics()[0].partitions() {
-            let (lo, hi) = consumer
-                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
                 .unwrap();
-            if hi > lo {
-                tpl.add_partition_offset(topic, p.id(), Offset::Offset(lo))
-                    .unwrap();
-                ends.insert(p.id(), hi);
-            }
         }
-        if ends.is_empty() {
+        if tpl.count() == 0 {
             return Vec::new();
         }
         consumer.assign(&tpl).unwrap();
+        let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !ends.is_empty() {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut last_new = Instant::now();
+        while last_new.elapsed() < READ_QUIET {
             assert!(Instant::now() < deadline, "reading {topic} timed out");
-            let Some(m) = consumer.poll(Duration::from_millis(200)) else {
+            let Some(m) = consumer.poll(Duration::from_millis(100)) else {
                 continue;
             };
-            let m = m.unwrap();
-            // Records produced after the watermarks were read belong to the next read.
-            let Some(&end) = ends.get(&m.partition()) else {
-                continue;
-            };
-            if m.offset() < end {
+            let m = m.unwrap_or_else(|e| panic!("reading {topic}: {e}"));
+            if seen.insert((m.partition(), m.offset())) {
+                last_new = Instant::now();
                 let ts = m.timestamp().to_millis().unwrap_or_default();
                 out.push((m.payload().unwrap_or_default().to_vec(), ts));
-            }
-            if m.offset() + 1 >= end {
-                ends.remove(&m.partition());
             }
         }
         out

@@ -99,11 +99,7 @@ impl Broker {
 
     pub fn sink(&self, topic: &str) -> String {
         match self {
-            Broker::Kafka(t) => format!(
-                "kafka://{}/{topic}?{}",
-                t.brokers(),
-                super::kafka::ONE_RECORD_BATCHES
-            ),
+            Broker::Kafka(t) => format!("kafka://{}/{topic}", t.brokers()),
             Broker::Redis(r, _) => format!("redis://127.0.0.1:{}/0/{topic}", r.port),
         }
     }
@@ -126,15 +122,6 @@ impl Broker {
         }
     }
 
-    /// [`Broker::produce`], on Kafka in many-record batches ([`Tansu::produce_batched`]: for
-    /// a topic only `hermes consume` reads).
-    pub async fn produce_batched(&self, topic: &str, records: &[(String, Vec<u8>)]) {
-        match self {
-            Broker::Kafka(t) => t.produce_batched(topic, records).await,
-            Broker::Redis(r, _) => xadd(r, topic, records),
-        }
-    }
-
     pub fn read(&self, topic: &str) -> Vec<Value> {
         self.read_raw(topic)
             .iter()
@@ -147,7 +134,7 @@ impl Broker {
     }
 
     /// Every record of `topic` with its time in ms since the epoch (Kafka: the producer's
-    /// timestamp; Redis: the entry id's).
+    /// timestamp, read to the end, not to the watermark; Redis: the entry id's, XRANGE).
     pub fn read_timed(&self, topic: &str) -> Vec<(Vec<u8>, i64)> {
         match self {
             Broker::Kafka(t) => t.read_timed(topic),
