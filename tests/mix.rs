@@ -338,6 +338,41 @@ fn tasks_and_codes_order_do_not_change_the_selection() {
     assert_eq!(strip(selection(&ab)), selection(&one));
 }
 
+/// `--threads` changes how the passes are read, never what they find: groups at depth 1 hold
+/// ~150 rows each (their cut searches run histogram passes), the quality has ties, and the
+/// plan and selection must be the reference's and the same bytes on 1 and 3 threads; the
+/// scratch records are gone afterwards.
+#[test]
+fn threads_change_nothing_and_the_scratch_records_go() {
+    let body = "seed = 5\ndepth = 1\nbudget = 150000\nsize = \"tokens\"\nmax_epochs = 3\n[stage1]\nmethod = \"temperature\"\ntemperature = 3.0\n[stage2]\nquality = \"score\"\ntop = 0.6\n";
+    let one = check_with("threads-1", body, &["--threads", "1"]);
+    let three = check_with("threads-3", body, &["--threads", "3"]);
+    assert_eq!(one["groups"], three["groups"]);
+    let dir = |n: &str| Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("mix-threads-{n}/out"));
+    assert_eq!(
+        std::fs::read(dir("1").join("plan.json")).unwrap(),
+        std::fs::read(dir("3").join("plan.json")).unwrap()
+    );
+    assert_eq!(selection(&dir("1")), selection(&dir("3")));
+    for n in ["1", "3"] {
+        let left: Vec<_> = std::fs::read_dir(dir(n))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|f| f.starts_with(".scratch"))
+            .collect();
+        assert!(left.is_empty(), "--threads {n} left {left:?}");
+    }
+    // Some group needed histogram passes: more than 64 eligible rows.
+    assert!(
+        one["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["rows"].as_u64().unwrap() > 2 * 64),
+        "no group large enough to search by histograms"
+    );
+}
+
 #[test]
 fn an_infeasible_budget_exits_2_unless_short_is_allowed() {
     let codes = labeled();

@@ -272,6 +272,9 @@ pub struct MixArgs {
     /// Select what there is when the budget cannot be met (otherwise exit 2).
     #[arg(long, env = "HERMES_ALLOW_SHORT")]
     pub allow_short: bool,
+    /// Codes files read at once by the plan's passes and the selection (default: the cores).
+    #[arg(long, env = "HERMES_THREADS", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: Option<u32>,
     #[command(flatten)]
     pub shard: ShardArgs,
 }

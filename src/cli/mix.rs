@@ -15,6 +15,9 @@ pub fn run(args: MixArgs) -> Result<()> {
         allow_short: args.allow_short,
         shard,
         progress_interval: args.shard.progress_interval(),
+        threads: args
+            .threads
+            .map_or_else(crate::jobs::mix::default_threads, |t| t as usize),
     };
     let s = mix(&job)?;
     let plan = if s.planned {

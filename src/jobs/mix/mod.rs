@@ -15,6 +15,7 @@ pub mod plan;
 pub mod quota;
 pub mod rows;
 pub mod spec;
+pub mod spill;
 mod svg;
 
 use std::path::{Path, PathBuf};
@@ -33,7 +34,7 @@ use super::runner::{self, Found, Outputs, Run, Step};
 use crate::corpus::codes::{Done, clear_stale, code_levels, sync_dir, tmp_name};
 use crate::quantize::{MAX_DEPTH, key_hash, pack};
 use plan::{CodesFile, GroupCut, Line, Plan, Totals, unhex};
-use rows::{Columns, order_key, scan};
+use rows::{Columns, OrderKey, order_key_bits, quality_bits, scan};
 pub use spec::Spec;
 
 /// What to mix and where.
@@ -50,6 +51,13 @@ pub struct MixJob {
     pub allow_short: bool,
     pub shard: Shard,
     pub progress_interval: Duration,
+    /// Codes files read at once, in the plan's passes and the selection (>= 1).
+    pub threads: usize,
+}
+
+/// The default of `--threads`: the cores this process may use.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,7 +139,11 @@ pub fn run(job: &MixJob) -> Result<MixSummary, MixError> {
                 counter.clone(),
                 job.progress_interval,
             );
-            let parts = plan::make(&spec, &files, &counter);
+            let passes = plan::Passes {
+                threads: job.threads.max(1),
+                scratch: job.out.clone(),
+            };
+            let parts = plan::make(&spec, &files, &passes, &counter);
             reporter.finish();
             let parts = parts.map_err(MixError::Plan)?;
             let plan = dress(&spec, parts, &files, &marker, spec_digest, codes_digest);
@@ -412,12 +424,24 @@ impl Selecting {
         self.base > 0 || self.extra.is_some()
     }
 
-    /// The copies of a candidate row with order key `key` (0: not selected).
-    fn copies(&self, key: &rows::OrderKey) -> u16 {
-        if !self.takes_any() || self.quality.is_some_and(|q| *key > q) {
+    /// The copies of a candidate row with quality bits `q` and order key `key()` (0: not
+    /// selected). The key (a sha256) is computed only when the quality bits alone do not
+    /// place the row against a cut.
+    fn copies(&self, q: u64, key: &mut dyn FnMut() -> OrderKey) -> u16 {
+        if !self.takes_any() || self.quality.is_some_and(|c| !at_or_before(q, &c, key)) {
             return 0;
         }
-        self.base + u16::from(self.extra.is_some_and(|e| *key <= e))
+        self.base + u16::from(self.extra.is_some_and(|e| at_or_before(q, &e, key)))
+    }
+}
+
+/// Whether the row with quality bits `q` and order key `key()` is at or before `cut`.
+fn at_or_before(q: u64, cut: &OrderKey, key: &mut dyn FnMut() -> OrderKey) -> bool {
+    let head = u64::from_be_bytes(cut[..8].try_into().expect("8 bytes"));
+    match q.cmp(&head) {
+        std::cmp::Ordering::Less => true,
+        std::cmp::Ordering::Greater => false,
+        std::cmp::Ordering::Equal => key() <= *cut,
     }
 }
 
@@ -450,21 +474,49 @@ fn select(
         cols,
         cuts,
     };
-    let run = Run {
-        job: "mix",
-        unit: "rows",
-        shard: job.shard,
-        progress_interval: job.progress_interval,
-    };
-    let ran = super::block_on(runner::run(&run, &step, files))
-        .map_err(|e| MixError::Plan(format!("start the async runtime: {e}")))?
-        .map_err(MixError::Plan)?;
-    counter.add(ran.rows);
-    summary.files = ran.files;
-    summary.skipped = ran.skipped;
-    summary.selected_files = ran.processed;
-    if !ran.failed.is_empty() {
-        return Err(MixError::Failed(ran.failed));
+    // `threads` workers split this task's files as tasks split the whole list: worker j of T
+    // in task I of N is task I + j·N of N·T (files I + j·N, I + (j + T)·N, …), so each file is
+    // still selected exactly once, by one reader, whatever the threads.
+    let threads = job.threads.max(1);
+    let (index, count) = (job.shard.index, job.shard.count.max(1));
+    let ran: Vec<Result<runner::Ran, String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|j| {
+                let step = &step;
+                s.spawn(move || {
+                    let run = Run {
+                        job: "mix",
+                        unit: "rows",
+                        shard: super::Shard {
+                            index: index + j * count,
+                            count: count * threads,
+                        },
+                        progress_interval: job.progress_interval,
+                    };
+                    super::block_on(runner::run(&run, step, files))
+                        .map_err(|e| format!("start the async runtime: {e}"))?
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("a selection thread panicked".into()))
+            })
+            .collect()
+    });
+    let mut failed = Vec::new();
+    for r in ran {
+        let ran = r.map_err(MixError::Plan)?;
+        counter.add(ran.rows);
+        summary.files += ran.files;
+        summary.skipped += ran.skipped;
+        summary.selected_files += ran.processed;
+        failed.extend(ran.failed);
+    }
+    if !failed.is_empty() {
+        return Err(MixError::Failed(failed));
     }
     Ok(())
 }
@@ -692,9 +744,12 @@ pub fn select_file(
             let (Some(_), true) = (r.size, !quality || r.quality.is_some()) else {
                 return;
             };
-            let key = order_key(r.quality, key_hash(seed, r.id), fi, r.row);
+            let q = quality_bits(r.quality);
+            let mut known: Option<OrderKey> = None;
+            let mut key =
+                || *known.get_or_insert_with(|| order_key_bits(q, key_hash(seed, r.id), fi, r.row));
             for (c, w) in table[g * n..(g + 1) * n].iter().zip(writing.iter_mut()) {
-                let k = c.copies(&key);
+                let k = c.copies(q, &mut key);
                 if k > 0
                     && let Err(e) = w.push(r.id, r.row, k, &schema)
                 {

@@ -1,15 +1,21 @@
 //! The plan of a mixture: every bucket's and group's rows, candidates, quota and cut, found
-//! by passes over the codes (one to count, then the cut searches of [`super::cut`]). It is
-//! what `plan.json` holds and what every selection task reuses.
+//! by passes over the codes (one over the Parquet files to count, which also writes the
+//! scratch records of [`super::spill`], then the cut searches of [`super::cut`] over those
+//! records). Pass 1 reads `threads` Parquet files at once and merges their counts in file
+//! order; a search pass runs `threads` readers over every scratch file, each searching its
+//! share of the groups, so every sum has the same order, and the plan is the same, whatever
+//! `threads`. It is what `plan.json` holds and what every selection task reuses.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::cut::{Cut, Search};
+use super::cut::{Acc, Cut, Search, Words, words};
 use super::quota::{EPS, capped, coverage, largest_remainder, proportional, shares, whole};
-use super::rows::{Columns, LAST, OrderKey, order_key, scan};
+use super::rows::{Columns, LAST, OrderKey};
 use super::spec::{Method, Rule, Spec};
+use super::spill::{self, FileCount, Scratch, SlotCount};
 use crate::quantize::{key_hash, label, pack};
 
 pub use crate::corpus::codes::CodesFile;
@@ -103,10 +109,8 @@ struct Group {
     code: Vec<u16>,
     /// A merged thin pool's sub-buckets (their codes, in code order); empty otherwise.
     members: Vec<Vec<u16>>,
-    rows: u64,
-    excluded: u64,
-    eligible: u64,
-    eligible_size: f64,
+    /// Its rows' counts (and the quality bits its eligible rows share).
+    count: SlotCount,
     /// After the quality phase.
     quality: Option<Cut>,
 }
@@ -133,8 +137,14 @@ impl Group {
     fn candidates(&self) -> (u64, f64) {
         match self.quality {
             Some(c) => (c.count, c.size),
-            None => (self.eligible, self.eligible_size),
+            None => (self.count.eligible, self.count.eligible_size),
         }
+    }
+
+    /// The order-key bytes every eligible row of the group shares: where its searches start.
+    fn shared_prefix(&self) -> Vec<u8> {
+        let bytes = (self.count.quality_diff.leading_zeros() / 8) as usize;
+        self.count.quality_first.to_be_bytes()[..bytes].to_vec()
     }
 }
 
@@ -176,7 +186,7 @@ fn merge_thin(groups: Vec<Group>, depth: usize, min: u64, top: Option<f64>) -> V
         if pool.as_ref().is_some_and(|p| p.code != g.code[..depth]) {
             out.extend(pool.take());
         }
-        if candidate_count(g.eligible, top) >= min {
+        if candidate_count(g.count.eligible, top) >= min {
             out.push(g);
             continue;
         }
@@ -184,10 +194,7 @@ fn merge_thin(groups: Vec<Group>, depth: usize, min: u64, top: Option<f64>) -> V
             code: g.code[..depth].to_vec(),
             ..Group::default()
         });
-        p.rows += g.rows;
-        p.excluded += g.excluded;
-        p.eligible += g.eligible;
-        p.eligible_size += g.eligible_size;
+        p.count.merge(&g.count);
         p.members.push(g.code);
     }
     out.extend(pool);
@@ -204,33 +211,71 @@ fn group_index(groups: &[Group]) -> HashMap<u128, usize> {
         .collect()
 }
 
-/// What a pass over every file calls per row: the file's index and the row.
-type Visit<'a> = dyn FnMut(u32, &super::rows::RowView<'_>) + 'a;
+/// How the passes run.
+#[derive(Debug, Clone)]
+pub struct Passes {
+    /// Files read at once (>= 1).
+    pub threads: usize,
+    /// Where the scratch directory goes (`--out`).
+    pub scratch: PathBuf,
+}
 
-fn pass(
-    files: &[CodesFile],
-    cols: &Columns,
-    visit: &mut Visit<'_>,
-    counter: &super::super::progress::Counter,
+/// Runs `work(i)` for every `i < n` on `threads` threads, and `merge(i, result)` in order of
+/// `i`: files are read in parallel and merged in file order, `threads` at a time, so at most
+/// `threads` results wait to be merged and every sum has the same order whatever `threads`.
+fn in_file_order<T: Send>(
+    n: usize,
+    threads: usize,
+    work: &(dyn Fn(usize) -> Result<T, String> + Sync),
+    merge: &mut dyn FnMut(usize, T),
 ) -> Result<(), String> {
-    for (i, f) in files.iter().enumerate() {
-        let fi = u32::try_from(i).map_err(|_| "more than 2^32 codes files".to_string())?;
-        let n = scan(&f.path, cols, |r| visit(fi, &r))?;
-        counter.add(n);
+    let threads = threads.max(1);
+    let mut start = 0;
+    while start < n {
+        let end = (start + threads).min(n);
+        let results: Vec<Result<T, String>> = if end - start == 1 {
+            vec![work(start)]
+        } else {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = (start..end).map(|i| s.spawn(move || work(i))).collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err("a pass thread panicked".into()))
+                    })
+                    .collect()
+            })
+        };
+        for (i, r) in (start..end).zip(results) {
+            merge(i, r?);
+        }
+        start = end;
     }
     Ok(())
 }
+
+/// A codes file as the later passes read it: its scratch records and each of its slots' group.
+struct FileRows {
+    /// Records per part.
+    records: Vec<u64>,
+    /// Slot → group index ([`NONE`]: no group).
+    group: Vec<u32>,
+}
+
+const NONE: u32 = u32::MAX;
 
 /// Computes the plan (every pass over `files`); `unknown` labels of explicit weights and
 /// other errors that only the codes reveal are `Err`.
 pub fn make(
     spec: &Spec,
     files: &[CodesFile],
+    passes: &Passes,
     counter: &super::super::progress::Counter,
 ) -> Result<PlanParts, String> {
-    let counted = count(spec, files, counter)?;
+    let counted = count(spec, files, passes, counter)?;
     let mut allotted = [allot(spec, &counted)?];
-    search_crossings(files, spec.seed, &counted, &mut allotted, counter)?;
+    search_crossings(&counted, &mut allotted, counter)?;
     let [allotted] = allotted;
     Ok(finish(spec, &counted, allotted))
 }
@@ -240,11 +285,13 @@ pub fn make(
 /// budget, so specs that differ only there (a swarm's variants) share one count.
 pub struct Counted {
     groups: Vec<Group>,
-    index: HashMap<u128, usize>,
     /// Each stage-1 bucket's code and its groups, in code order.
     buckets: Vec<(Vec<u16>, Vec<usize>)>,
-    /// The columns the later passes read.
-    keyed: Columns,
+    /// What the later passes read, per codes file.
+    files: Vec<FileRows>,
+    threads: usize,
+    /// Removed with the count.
+    scratch: Scratch,
 }
 
 impl Counted {
@@ -261,10 +308,12 @@ impl Counted {
     }
 }
 
-/// Pass 1 (rows per group), the thin-pool merge and the quality phase.
+/// Pass 1 (rows per group, and the scratch records), the thin-pool merge and the quality
+/// phase.
 pub fn count(
     spec: &Spec,
     files: &[CodesFile],
+    passes: &Passes,
     counter: &super::super::progress::Counter,
 ) -> Result<Counted, String> {
     let gdepth = spec.group_depth();
@@ -274,35 +323,47 @@ pub fn count(
         depth: gdepth,
         size: (!docs).then(|| spec.size.clone()),
         quality: quality.map(|(q, _)| q.to_string()),
-        id: false,
+        id: true,
         residuals: false,
     };
-    // Pass 1: rows per group.
+    let scratch = Scratch::create(&passes.scratch)?;
+    // Pass 1: rows per group, merged in file order; each file's slots keep their prefix.
     let mut index: HashMap<u128, usize> = HashMap::new();
     let mut groups: Vec<Group> = Vec::new();
-    pass(
-        files,
-        &cols,
-        &mut |_, r| {
-            let g = *index.entry(pack(r.code)).or_insert_with(|| {
-                groups.push(Group {
-                    code: r.code.to_vec(),
-                    ..Group::default()
-                });
-                groups.len() - 1
-            });
-            let g = &mut groups[g];
-            g.rows += 1;
-            match (r.size, quality.is_some(), r.quality) {
-                (Some(s), false, _) | (Some(s), true, Some(_)) => {
-                    g.eligible += 1;
-                    g.eligible_size += s;
-                }
-                _ => g.excluded += 1,
-            }
+    let mut slot_codes: Vec<Vec<Vec<u16>>> = Vec::with_capacity(files.len());
+    let mut records: Vec<Vec<u64>> = Vec::with_capacity(files.len());
+    in_file_order(
+        files.len(),
+        passes.threads,
+        &|i| {
+            spill::count_file(
+                &files[i].path,
+                &cols,
+                spec.seed,
+                quality.is_some(),
+                spec.depth,
+                &|p| scratch.file(i, p),
+            )
         },
-        counter,
+        &mut |_, fc: FileCount| {
+            counter.add(fc.rows);
+            for (code, c) in fc.codes.iter().zip(&fc.counts) {
+                let g = *index.entry(pack(code)).or_insert_with(|| {
+                    groups.push(Group {
+                        code: code.clone(),
+                        ..Group::default()
+                    });
+                    groups.len() - 1
+                });
+                groups[g].count.merge(c);
+            }
+            slot_codes.push(fc.codes);
+            records.push(fc.records);
+        },
     )?;
+    if u32::try_from(index.len()).is_err() {
+        return Err("more than 2^32 groups".into());
+    }
     // Code order everywhere from here on (a bucket's merged thin pool after its other groups).
     groups.sort_by(|a, b| a.code.cmp(&b.code));
     let mut groups = merge_thin(
@@ -312,27 +373,38 @@ pub fn count(
         quality.map(|(_, top)| top),
     );
     let index = group_index(&groups);
-    let keyed = Columns { id: true, ..cols };
+    let rows_of: Vec<FileRows> = slot_codes
+        .into_iter()
+        .zip(records)
+        .map(|(codes, records)| FileRows {
+            records,
+            group: codes
+                .iter()
+                .map(|c| index.get(&pack(c)).map_or(NONE, |&g| g as u32))
+                .collect(),
+        })
+        .collect();
+    let mut counted = Counted {
+        groups: Vec::new(),
+        buckets: Vec::new(),
+        files: rows_of,
+        threads: passes.threads.max(1),
+        scratch,
+    };
 
     // The quality phase: each group's top `ceil(top · r)` rows.
     if let Some((_, top)) = quality {
         let searches: Vec<Option<Search>> = groups
             .iter()
             .map(|g| {
-                let k = candidate_count(g.eligible, Some(top));
-                (k < g.eligible).then(|| Search::new(k as f64, true, g.eligible))
+                let k = candidate_count(g.count.eligible, Some(top));
+                (k < g.count.eligible).then(|| {
+                    Search::new(k as f64, true, g.count.eligible).with_prefix(&g.shared_prefix())
+                })
             })
             .collect();
         let mut all = [searches];
-        run_searches(
-            files,
-            &keyed,
-            spec.seed,
-            &index,
-            &mut all,
-            &|_, _| true,
-            counter,
-        )?;
+        run_searches(&counted, &mut all, &|_, _| true, counter)?;
         let [searches] = all;
         for (g, s) in groups.iter_mut().zip(searches) {
             g.quality = s.and_then(|s| s.done());
@@ -348,12 +420,9 @@ pub fn count(
             _ => buckets.push((b.to_vec(), vec![i])),
         }
     }
-    Ok(Counted {
-        groups,
-        index,
-        buckets,
-        keyed,
-    })
+    counted.groups = groups;
+    counted.buckets = buckets;
+    Ok(counted)
 }
 
 /// One spec's shares, quotas and copies over counted groups, with the crossing-row searches
@@ -457,7 +526,7 @@ pub fn allot(spec: &Spec, counted: &Counted) -> Result<Allotted, String> {
         base[i] = b;
         extra.push(
             (b < spec.max_epochs && left > EPS * t[i].max(1.0))
-                .then(|| Search::new(left, docs, count)),
+                .then(|| Search::new(left, docs, count).with_prefix(&g.shared_prefix())),
         );
     }
     Ok(Allotted {
@@ -474,30 +543,20 @@ pub fn allot(spec: &Spec, counted: &Counted) -> Result<Allotted, String> {
 /// Runs every allotment's crossing-row searches in shared passes over the codes: a pass
 /// computes each row's key once and feeds it to every allotment still searching its group.
 pub fn search_crossings(
-    files: &[CodesFile],
-    seed: u64,
     counted: &Counted,
     allotted: &mut [Allotted],
     counter: &super::super::progress::Counter,
 ) -> Result<(), String> {
-    let qcuts: Vec<OrderKey> = counted
+    let qcuts: Vec<Words> = counted
         .groups
         .iter()
-        .map(|g| g.quality.map_or(LAST, |c| c.key))
+        .map(|g| words(&g.quality.map_or(LAST, |c| c.key)))
         .collect();
     let mut searches: Vec<Vec<Option<Search>>> = allotted
         .iter_mut()
         .map(|a| std::mem::take(&mut a.extra))
         .collect();
-    run_searches(
-        files,
-        &counted.keyed,
-        seed,
-        &counted.index,
-        &mut searches,
-        &|g, key| key <= &qcuts[g],
-        counter,
-    )?;
+    run_searches(counted, &mut searches, &|g, key| key <= &qcuts[g], counter)?;
     for (a, s) in allotted.iter_mut().zip(searches) {
         a.extra = s;
     }
@@ -535,8 +594,8 @@ pub fn finish(spec: &Spec, counted: &Counted, allotted: Allotted) -> PlanParts {
                     members: g.members.iter().map(|c| label(c)).collect(),
                     line: Line {
                         label: g.label(),
-                        rows: g.rows,
-                        excluded: g.excluded,
+                        rows: g.count.rows,
+                        excluded: g.count.excluded,
                         candidates: count,
                         size,
                         target_share: 0.0,
@@ -582,20 +641,19 @@ pub struct PartGroup {
     pub extra_cut: Option<OrderKey>,
 }
 
-/// Passes until every search is done: `searches[k][group]` for each of several sets (one
-/// per allotment), all fed from the same passes. `takes(group, key)` says whether a row of an
-/// eligible group takes part (the remainder runs over candidates only).
+/// Passes over the scratch records until every search is done: `searches[k][group]` for
+/// each of several sets (one per allotment), all fed from the same passes. `takes(group, key)`
+/// says whether an eligible row takes part (the remainder runs over candidates only).
 fn run_searches(
-    files: &[CodesFile],
-    cols: &Columns,
-    seed: u64,
-    index: &HashMap<u128, usize>,
+    counted: &Counted,
     searches: &mut [Vec<Option<Search>>],
-    takes: &dyn Fn(usize, &OrderKey) -> bool,
+    takes: &(dyn Fn(usize, &Words) -> bool + Sync),
     counter: &super::super::progress::Counter,
 ) -> Result<(), String> {
-    let quality = cols.quality.is_some();
-    let groups = index.values().max().map_or(0, |&g| g + 1);
+    let groups = counted
+        .groups
+        .len()
+        .max(searches.iter().map(Vec::len).max().unwrap_or(0));
     // Group-major while searching: a row's group holds every set's search side by side.
     let mut by_group: Vec<Vec<(usize, Search)>> = (0..groups).map(|_| Vec::new()).collect();
     for (k, set) in searches.iter_mut().enumerate() {
@@ -615,50 +673,99 @@ fn run_searches(
             .iter()
             .map(|set| set.len() > 1 && set.iter().all(|(_, s)| s.first_histogram()))
             .collect();
-        pass(
-            files,
-            cols,
-            &mut |fi, r| {
-                let Some(&g) = index.get(&pack(r.code)) else {
-                    return;
-                };
-                if active[g] == 0 {
-                    return;
-                }
-                let (Some(size), true) = (r.size, !quality || r.quality.is_some()) else {
-                    return;
-                };
-                let key = order_key(r.quality, key_hash(seed, r.id), fi, r.row);
-                if !takes(g, &key) {
-                    return;
-                }
-                if shared[g] {
-                    by_group[g][0].1.add(&key, size);
-                } else {
-                    for (_, s) in &mut by_group[g] {
-                        s.add(&key, size);
+        // Each group's accumulators lie at `offset[g]..offset[g + 1]`.
+        let mut offset = Vec::with_capacity(groups + 1);
+        offset.push(0usize);
+        for g in 0..groups {
+            let n = match (active[g], shared[g]) {
+                (0, _) => 0,
+                (_, true) => 1,
+                _ => by_group[g].len(),
+            };
+            offset.push(offset[g] + n);
+        }
+        let slots = offset[groups];
+        let (by_group_r, active_r, shared_r, offset_r) = (&by_group, &active, &shared, &offset);
+        let threads = counted.threads;
+        // Thread j reads the parts p with p % threads == j, each part over every file in
+        // order: a group lies in one part, so its rows are added in file and row order
+        // whatever the threads, and one set of accumulators exists in all.
+        let read = |j: usize| -> Result<Vec<Acc>, String> {
+            let mut accs: Vec<Acc> = (0..slots).map(|_| Acc::Empty).collect();
+            for part in (j..spill::PARTS).step_by(threads) {
+                for (fi, f) in counted.files.iter().enumerate() {
+                    let n = f.records[part];
+                    if n == 0 {
+                        continue;
                     }
+                    let file =
+                        u32::try_from(fi).map_err(|_| "more than 2^32 codes files".to_string())?;
+                    spill::read_file(&counted.scratch.file(fi, part), n, |r| {
+                        let g = f.group[r.slot as usize];
+                        if g == NONE || active_r[g as usize] == 0 {
+                            return;
+                        }
+                        let g = g as usize;
+                        // The order key's words (`rows::order_key_bits`' bytes).
+                        let key: Words = [
+                            r.quality,
+                            r.key,
+                            u64::from(file) << 32 | r.row >> 32,
+                            (r.row & 0xffff_ffff) << 32,
+                        ];
+                        if !takes(g, &key) {
+                            return;
+                        }
+                        let at = offset_r[g];
+                        if shared_r[g] {
+                            by_group_r[g][0].1.add(&mut accs[at], &key, r.size);
+                        } else {
+                            for (k, (_, s)) in by_group_r[g].iter().enumerate() {
+                                s.add(&mut accs[at + k], &key, r.size);
+                            }
+                        }
+                    })?;
+                    counter.add(n);
                 }
-            },
-            counter,
-        )?;
+            }
+            Ok(accs)
+        };
+        let mut parts: Vec<std::vec::IntoIter<Acc>> = Vec::with_capacity(threads);
+        in_file_order(threads, threads, &read, &mut |_, accs| {
+            parts.push(accs.into_iter())
+        })?;
+        // Slot by slot: only the thread that read a group's part has anything for it.
+        let mut merged: Vec<Acc> = Vec::with_capacity(slots);
+        for _ in 0..slots {
+            let mut acc = Acc::Empty;
+            for p in &mut parts {
+                acc.merge(p.next().unwrap_or_default());
+            }
+            merged.push(acc);
+        }
+        let mut merged = merged.into_iter();
         for (g, set) in by_group.iter_mut().enumerate() {
+            if active[g] == 0 {
+                continue;
+            }
             active[g] = 0;
-            if shared[g]
-                && let Some(((_, leader), rest)) = set.split_first_mut()
-            {
-                for (_, s) in rest.iter_mut() {
-                    if !s.end_first_pass_as(leader) {
+            if shared[g] {
+                let acc = merged.next().unwrap_or_default();
+                if let Some(((_, leader), rest)) = set.split_first_mut() {
+                    for (_, s) in rest.iter_mut() {
+                        if !s.end_pass(acc.clone()) {
+                            active[g] += 1;
+                        }
+                    }
+                    if !leader.end_pass(acc) {
                         active[g] += 1;
                     }
-                }
-                if !leader.end_pass() {
-                    active[g] += 1;
                 }
                 continue;
             }
             for (_, s) in set.iter_mut() {
-                if !s.end_pass() {
+                let acc = merged.next().unwrap_or_default();
+                if !s.end_pass(acc) {
                     active[g] += 1;
                 }
             }
@@ -684,10 +791,13 @@ mod tests {
     fn group(code: &[u16], eligible: u64) -> Group {
         Group {
             code: code.to_vec(),
-            rows: eligible + 1,
-            excluded: 1,
-            eligible,
-            eligible_size: eligible as f64,
+            count: SlotCount {
+                rows: eligible + 1,
+                excluded: 1,
+                eligible,
+                eligible_size: eligible as f64,
+                ..SlotCount::default()
+            },
             ..Group::default()
         }
     }
@@ -708,7 +818,11 @@ mod tests {
         assert_eq!(labels, ["1.4", "1.*", "2.*", "3.0", "3.2"]);
         assert_eq!(merged[1].members, [vec![1, 0], vec![1, 7]]);
         assert_eq!(
-            (merged[1].rows, merged[1].excluded, merged[1].eligible),
+            (
+                merged[1].count.rows,
+                merged[1].count.excluded,
+                merged[1].count.eligible
+            ),
             (3, 2, 1)
         );
         assert_eq!(merged[2].members, [vec![2, 1]]);

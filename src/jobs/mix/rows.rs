@@ -25,7 +25,12 @@ pub type OrderKey = [u8; 28];
 pub const LAST: OrderKey = [0xff; 28];
 
 pub fn order_key(quality: Option<f64>, key: u64, file: u32, row: u64) -> OrderKey {
-    let q = match quality {
+    order_key_bits(quality_bits(quality), key, file, row)
+}
+
+/// The first 8 bytes of a row's order key (big-endian): its quality, larger first; 0 without.
+pub fn quality_bits(quality: Option<f64>) -> u64 {
+    match quality {
         // Larger quality first: the complement of the order-preserving bit pattern.
         Some(q) => {
             let q = if q == 0.0 { 0.0 } else { q };
@@ -38,7 +43,11 @@ pub fn order_key(quality: Option<f64>, key: u64, file: u32, row: u64) -> OrderKe
             !ascending
         }
         None => 0,
-    };
+    }
+}
+
+/// [`order_key`] from the quality's bits ([`quality_bits`]).
+pub fn order_key_bits(q: u64, key: u64, file: u32, row: u64) -> OrderKey {
     let mut k = [0u8; 28];
     k[..8].copy_from_slice(&q.to_be_bytes());
     k[8..16].copy_from_slice(&key.to_be_bytes());

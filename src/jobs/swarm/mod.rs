@@ -126,7 +126,12 @@ pub fn run(job: &SwarmJob) -> Result<SwarmSummary, SwarmError> {
     );
     // The codes are counted once (pass 1, thin pools, the quality phase): for the prior and
     // caps here, and for every variant's plan with --select.
-    let counted = plan::count(&spec, &files, &counter);
+    // The scratch records of the plan's passes go under --out (removed with the count).
+    let passes = plan::Passes {
+        threads: crate::jobs::mix::default_threads(),
+        scratch: job.out.clone(),
+    };
+    let counted = plan::count(&spec, &files, &passes, &counter);
     reporter.finish();
     let counted = counted.map_err(SwarmError::Input)?;
     // The searched buckets: those whose candidates have a size above 0.

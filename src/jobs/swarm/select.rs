@@ -35,8 +35,7 @@ pub fn select_all(
         .map(|(_, spec)| plan::allot(spec, counted))
         .collect::<Result<Vec<_>, _>>()
         .map_err(MixError::Plan)?;
-    plan::search_crossings(files, base.seed, counted, &mut allotted, counter)
-        .map_err(MixError::Plan)?;
+    plan::search_crossings(counted, &mut allotted, counter).map_err(MixError::Plan)?;
     let codes = codes_digest(files)?;
     let mut plans = Vec::with_capacity(variants.len());
     for ((name, spec), a) in variants.iter().zip(allotted) {
