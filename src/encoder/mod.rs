@@ -11,6 +11,7 @@ pub mod ort_runtime;
 mod pool;
 pub mod static_table;
 mod tokenize;
+mod wordpiece;
 
 use std::path::PathBuf;
 
