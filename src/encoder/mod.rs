@@ -6,6 +6,7 @@
 //! implementation; a bundle's code space does not care which encoder produced an embedding
 //! as long as it lives in the same space.
 
+mod gather;
 mod minilm;
 pub mod ort_runtime;
 mod pool;

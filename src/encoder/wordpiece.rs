@@ -119,10 +119,84 @@ impl Trie {
     }
 }
 
+/// Whole tokens by their bytes: most words are one token, found with one hash instead of a
+/// walk down the trie. Open addressing, FxHash-style hash.
+struct Words {
+    /// Index into `entries` + 1 (0: empty).
+    slots: Vec<u32>,
+    /// (hash, start in `bytes`, length, token id).
+    entries: Vec<(u64, u32, u32, u32)>,
+    bytes: Vec<u8>,
+}
+
+#[inline]
+fn hash(s: &[u8]) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h = s.len() as u64;
+    let mut chunks = s.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+        h = (h.rotate_left(5) ^ w).wrapping_mul(K);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+    }
+    h ^ (h >> 29)
+}
+
+impl Words {
+    fn build<'a>(tokens: impl Iterator<Item = (&'a [u8], u32)>) -> Self {
+        let mut entries = Vec::new();
+        let mut bytes = Vec::new();
+        for (t, id) in tokens {
+            entries.push((hash(t), bytes.len() as u32, t.len() as u32, id));
+            bytes.extend_from_slice(t);
+        }
+        let size = (entries.len() * 2).next_power_of_two().max(16);
+        let mut slots = vec![0u32; size];
+        for (k, e) in entries.iter().enumerate() {
+            let mut i = e.0 as usize & (size - 1);
+            while slots[i] != 0 {
+                i = (i + 1) & (size - 1);
+            }
+            slots[i] = k as u32 + 1;
+        }
+        Self {
+            slots,
+            entries,
+            bytes,
+        }
+    }
+
+    #[inline]
+    fn get(&self, s: &[u8]) -> Option<u32> {
+        let h = hash(s);
+        let mask = self.slots.len() - 1;
+        let mut i = h as usize & mask;
+        loop {
+            let k = self.slots[i];
+            if k == 0 {
+                return None;
+            }
+            let (eh, start, len, id) = self.entries[k as usize - 1];
+            if eh == h && &self.bytes[start as usize..(start + len) as usize] == s {
+                return Some(id);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+}
+
 /// A BERT-shaped `tokenizer.json`, compiled for speed. Immutable; share it behind an `Arc`.
 pub struct WordPiece {
     normalizer: Normalizer,
     trie: Trie,
+    /// Whole tokens that start a word, and continuation tokens without their prefix.
+    starts: Words,
+    continues: Words,
     /// The node of the continuation prefix (`##`); `NONE` when no token continues a word.
     continuation: u32,
     unk: u32,
@@ -205,6 +279,11 @@ impl WordPiece {
         };
         let (cls, sep) = template(&v["post_processor"], special)?;
         let trie = Trie::build(&vocab);
+        let starts = Words::build(vocab.iter().map(|(t, id)| (t.as_bytes(), *id)));
+        let continues = Words::build(vocab.iter().filter_map(|(t, id)| {
+            let rest = t.strip_prefix(prefix)?;
+            Some((rest.as_bytes(), *id))
+        }));
         let continuation = if prefix.is_empty() {
             0
         } else {
@@ -213,6 +292,8 @@ impl WordPiece {
         Some(Self {
             normalizer,
             trie,
+            starts,
+            continues,
             continuation,
             unk,
             max_word_chars,
@@ -442,6 +523,16 @@ impl WordPiece {
         let mark = ids.len();
         let mut start = 0;
         while start < bytes.len() {
+            // The whole rest first: it is the longest match when it is a token.
+            let whole = if start == 0 {
+                self.starts.get(bytes)
+            } else {
+                self.continues.get(&bytes[start..])
+            };
+            if let Some(id) = whole {
+                ids.push(id);
+                return;
+            }
             let mut node = if start == 0 { 0 } else { self.continuation };
             let mut best = None;
             let mut i = start;
@@ -623,6 +714,11 @@ mod tests {
             .map(|(i, t)| (t.to_string(), i as u32))
             .collect();
         let trie = Trie::build(&vocab);
+        let starts = Words::build(vocab.iter().map(|(t, id)| (t.as_bytes(), *id)));
+        let continues = Words::build(vocab.iter().filter_map(|(t, id)| {
+            let rest = t.strip_prefix(prefix)?;
+            Some((rest.as_bytes(), *id))
+        }));
         assert_eq!(trie.ids[trie.walk(b"abc") as usize], 2);
         assert_eq!(trie.walk(b"abd"), NONE);
         assert_eq!(trie.ids[trie.walk(b"##") as usize], NONE);
