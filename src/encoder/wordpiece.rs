@@ -714,14 +714,14 @@ mod tests {
             .map(|(i, t)| (t.to_string(), i as u32))
             .collect();
         let trie = Trie::build(&vocab);
-        let starts = Words::build(vocab.iter().map(|(t, id)| (t.as_bytes(), *id)));
-        let continues = Words::build(vocab.iter().filter_map(|(t, id)| {
-            let rest = t.strip_prefix(prefix)?;
-            Some((rest.as_bytes(), *id))
-        }));
         assert_eq!(trie.ids[trie.walk(b"abc") as usize], 2);
         assert_eq!(trie.walk(b"abd"), NONE);
         assert_eq!(trie.ids[trie.walk(b"##") as usize], NONE);
+        let words = Words::build(vocab.iter().map(|(t, id)| (t.as_bytes(), *id)));
+        assert_eq!(words.get(b"ab"), Some(1));
+        assert_eq!(words.get(b"##cd"), Some(4));
+        assert_eq!(words.get(b"abcd"), None);
+        assert_eq!(words.get(b""), None);
     }
 
     #[test]
