@@ -119,71 +119,93 @@ impl Trie {
     }
 }
 
-/// Whole tokens by their bytes: most words are one token, found with one hash instead of a
-/// walk down the trie. Open addressing, FxHash-style hash.
+/// Whole tokens of up to [`KEY_BYTES`] bytes by their bytes: most words are one token, found
+/// with one probe of one cache line instead of a walk down the trie. Open addressing; each
+/// slot holds its key inline, so a look-up touches no other memory.
 struct Words {
-    /// Index into `entries` + 1 (0: empty).
-    slots: Vec<u32>,
-    /// (hash, start in `bytes`, length, token id).
-    entries: Vec<(u64, u32, u32, u32)>,
-    bytes: Vec<u8>,
+    slots: Vec<Slot>,
+    /// log2 of the slot count.
+    bits: u32,
 }
 
+/// Longest key held (longer words take the trie).
+const KEY_BYTES: usize = 16;
+
+#[derive(Clone, Copy, Default)]
+#[repr(C, align(32))]
+struct Slot {
+    /// The key's bytes, zero-padded, as two little-endian words.
+    key: [u64; 2],
+    id: u32,
+    /// 0: an empty slot.
+    len: u32,
+}
+
+/// `s` (at most KEY_BYTES) zero-padded into two words.
 #[inline]
-fn hash(s: &[u8]) -> u64 {
-    const K: u64 = 0x517c_c1b7_2722_0a95;
-    let mut h = s.len() as u64;
-    let mut chunks = s.chunks_exact(8);
-    for c in &mut chunks {
-        let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
-        h = (h.rotate_left(5) ^ w).wrapping_mul(K);
-    }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut w = [0u8; 8];
-        w[..rest.len()].copy_from_slice(rest);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
-    }
-    h ^ (h >> 29)
+fn key(s: &[u8]) -> [u64; 2] {
+    let mut k = [0u8; KEY_BYTES];
+    k[..s.len()].copy_from_slice(s);
+    [
+        u64::from_le_bytes(k[..8].try_into().expect("8 bytes")),
+        u64::from_le_bytes(k[8..].try_into().expect("8 bytes")),
+    ]
 }
 
 impl Words {
     fn build<'a>(tokens: impl Iterator<Item = (&'a [u8], u32)>) -> Self {
-        let mut entries = Vec::new();
-        let mut bytes = Vec::new();
+        let tokens: Vec<(&[u8], u32)> = tokens
+            .filter(|(t, _)| !t.is_empty() && t.len() <= KEY_BYTES)
+            .collect();
+        let bits = (tokens.len() * 2)
+            .next_power_of_two()
+            .max(16)
+            .trailing_zeros();
+        let mut words = Self {
+            slots: vec![Slot::default(); 1 << bits],
+            bits,
+        };
         for (t, id) in tokens {
-            entries.push((hash(t), bytes.len() as u32, t.len() as u32, id));
-            bytes.extend_from_slice(t);
-        }
-        let size = (entries.len() * 2).next_power_of_two().max(16);
-        let mut slots = vec![0u32; size];
-        for (k, e) in entries.iter().enumerate() {
-            let mut i = e.0 as usize & (size - 1);
-            while slots[i] != 0 {
-                i = (i + 1) & (size - 1);
+            let k = key(t);
+            let mask = words.slots.len() - 1;
+            let mut i = words.index(k, t.len());
+            while words.slots[i].len != 0 {
+                i = (i + 1) & mask;
             }
-            slots[i] = k as u32 + 1;
+            words.slots[i] = Slot {
+                key: k,
+                id,
+                len: t.len() as u32,
+            };
         }
-        Self {
-            slots,
-            entries,
-            bytes,
-        }
+        words
     }
 
+    /// The home slot of a key: the high bits of a multiplicative hash.
+    #[inline]
+    fn index(&self, k: [u64; 2], len: usize) -> usize {
+        const M: u64 = 0x9e37_79b9_7f4a_7c15;
+        let h = (k[0] ^ k[1].rotate_left(29) ^ len as u64).wrapping_mul(M);
+        let h = (h ^ (h >> 32)).wrapping_mul(M);
+        (h >> (64 - self.bits)) as usize
+    }
+
+    /// The id of the token `s`; `None` when it is not one (or is longer than KEY_BYTES).
     #[inline]
     fn get(&self, s: &[u8]) -> Option<u32> {
-        let h = hash(s);
+        if s.is_empty() || s.len() > KEY_BYTES {
+            return None;
+        }
+        let k = key(s);
         let mask = self.slots.len() - 1;
-        let mut i = h as usize & mask;
+        let mut i = self.index(k, s.len());
         loop {
-            let k = self.slots[i];
-            if k == 0 {
+            let slot = &self.slots[i];
+            if slot.len == 0 {
                 return None;
             }
-            let (eh, start, len, id) = self.entries[k as usize - 1];
-            if eh == h && &self.bytes[start as usize..(start + len) as usize] == s {
-                return Some(id);
+            if slot.len as usize == s.len() && slot.key == k {
+                return Some(slot.id);
             }
             i = (i + 1) & mask;
         }
