@@ -287,7 +287,7 @@ impl WordPiece {
             }
             added.push((content.to_string(), u32::try_from(t["id"].as_u64()?).ok()?));
         }
-        added.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        added.sort_by_key(|t| std::cmp::Reverse(t.0.len()));
         let mut added_first = [false; 256];
         for (t, _) in &added {
             added_first[t.as_bytes()[0] as usize] = true;
