@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BIN := target/release/hermes
 
-.PHONY: setup setup-test build serve test fuzz soak search-demo bench bench-mix bench-tokens bench-consume bench-micro bench-encoder bench-quantize bench-fit fmt lint bundle eval openapi conformance
+.PHONY: setup setup-test build serve test fuzz soak search-demo bench bench-mix bench-tokens bench-static bench-consume bench-micro bench-encoder bench-quantize bench-fit fmt lint bundle eval openapi conformance
 
 setup:
 	bash scripts/setup.sh
@@ -47,13 +47,14 @@ conformance: build
 	bash scripts/conformance.sh $(BIN)
 
 # The service against the in-process ceiling, then 1 vs 2 replicas behind haproxy sharing Redis,
-# mix, the cost of label --count-tokens, and consume vs label (reports in target/bench/; setup.sh --test brings redis-server,
+# mix, the cost of label --count-tokens, the static tier against model2vec, and consume vs label (reports in target/bench/; setup.sh --test brings redis-server,
 # haproxy and tansu).
 bench: build setup-test
 	$(CARGO) bench --locked --bench service
 	$(CARGO) bench --locked --bench replicas
 	$(CARGO) bench --locked --bench mix
 	$(CARGO) bench --locked --bench tokens
+	$(CARGO) bench --locked --bench static_tier
 	$(CARGO) bench --locked --bench consume
 
 # hermes consume against hermes label, both tiers, both brokers, and lag at a fixed rate
@@ -70,6 +71,12 @@ bench-mix:
 # (target/bench/tokens.md).
 bench-tokens: build
 	$(CARGO) bench --locked --bench tokens
+
+# The static tier: `hermes label --encoder static` over the wiki corpus x10 against model2vec
+# with the bundle's own table and tokenizer, and hermes' tokenization, gather and
+# quantization timed apart (target/bench/static_tier.md).
+bench-static: build
+	$(CARGO) bench --locked --bench static_tier
 
 # Micro-benchmarks: encoder (criterion), quantizer (criterion), fit (timed runs).
 bench-micro: bench-encoder bench-quantize bench-fit

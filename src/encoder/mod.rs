@@ -6,11 +6,13 @@
 //! implementation; a bundle's code space does not care which encoder produced an embedding
 //! as long as it lives in the same space.
 
+mod gather;
 mod minilm;
 pub mod ort_runtime;
 mod pool;
 pub mod static_table;
 mod tokenize;
+mod wordpiece;
 
 use std::path::PathBuf;
 

@@ -5,13 +5,15 @@
 //! its table is fitted (`hermes fit --static`) to reproduce MiniLM's embeddings.
 //!
 //! The table is stored as f16 (`static.table [vocab, dim]` in `static.safetensors`) and held
-//! as f32. A text with no tokens embeds to the zero vector (it still gets a code: the code of
+//! as f16 too, converted exactly to f32 as rows are summed (`gather`); a table given in f32
+//! (fitting) is held as f32. A text with no tokens embeds to the zero vector (it still gets a code: the code of
 //! the corpus mean).
 
 use std::path::Path;
 
 use safetensors::tensor::Dtype;
 
+use super::gather::Table;
 use super::{Embedder, EncoderError, Tier, TokenizedText, Tokenizer};
 
 /// The tensor's name in `static.safetensors`.
@@ -21,7 +23,7 @@ pub struct StaticEncoder {
     /// The bundle's tokenizer, truncating at the static tier's own `max_tokens`.
     tokenizer: Tokenizer,
     /// `[vocab, dim]` row-major.
-    table: Vec<f32>,
+    table: Table,
     vocab: usize,
     dim: usize,
 }
@@ -29,6 +31,10 @@ pub struct StaticEncoder {
 impl StaticEncoder {
     /// Builds the encoder from a table in memory (`[vocab, dim]` row-major).
     pub fn new(tokenizer: Tokenizer, table: Vec<f32>, dim: usize) -> Self {
+        Self::with_table(tokenizer, Table::F32(table), dim)
+    }
+
+    fn with_table(tokenizer: Tokenizer, table: Table, dim: usize) -> Self {
         let vocab = table.len() / dim.max(1);
         Self {
             tokenizer,
@@ -61,27 +67,37 @@ impl StaticEncoder {
                 t.shape()
             )));
         }
-        let table: Vec<f32> = match t.dtype() {
-            Dtype::F16 => t
-                .data()
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            Dtype::F32 => t
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
+        let table = match t.dtype() {
+            Dtype::F16 => {
+                let bits: Vec<u16> = t
+                    .data()
+                    .chunks_exact(2)
+                    .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                    .collect();
+                // f16 with every exponent bit set is an infinity or a NaN.
+                if bits.iter().any(|b| b & 0x7c00 == 0x7c00) {
+                    return Err(err(format!("tensor `{TABLE}` contains NaN or infinity")));
+                }
+                Table::F16(bits)
+            }
+            Dtype::F32 => {
+                let table: Vec<f32> = t
+                    .data()
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
+                if table.iter().any(|x| !x.is_finite()) {
+                    return Err(err(format!("tensor `{TABLE}` contains NaN or infinity")));
+                }
+                Table::F32(table)
+            }
             other => {
                 return Err(err(format!(
                     "tensor `{TABLE}` is {other:?}, expected F16 or F32"
                 )));
             }
         };
-        if table.iter().any(|x| !x.is_finite()) {
-            return Err(err(format!("tensor `{TABLE}` contains NaN or infinity")));
-        }
-        Ok(Self::new(tokenizer, table, dim))
+        Ok(Self::with_table(tokenizer, table, dim))
     }
 
     pub fn vocab(&self) -> usize {
@@ -125,17 +141,14 @@ impl Embedder for StaticEncoder {
         let d = self.dim;
         let mut out = vec![0f32; batch.len() * d];
         for (row, text) in out.chunks_exact_mut(d).zip(batch) {
-            for &id in &text.ids {
-                let id = id as usize;
-                if id >= self.vocab {
-                    return Err(EncoderError::Inference(format!(
-                        "token id {id} is outside the static table ({} rows)",
-                        self.vocab
-                    )));
-                }
-                let t = &self.table[id * d..(id + 1) * d];
-                row.iter_mut().zip(t).for_each(|(r, x)| *r += x);
+            if let Some(&id) = text.ids.iter().find(|&&id| id as usize >= self.vocab) {
+                return Err(EncoderError::Inference(format!(
+                    "token id {id} is outside the static table ({} rows)",
+                    self.vocab
+                )));
             }
+            self.table.sum_rows(&text.ids, row);
+            // Kept as it was (a sequential f32 sum): the norm's rounding decides codes.
             let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
             if norm > 0.0 {
                 row.iter_mut().for_each(|x| *x /= norm);
