@@ -1,7 +1,11 @@
-//! The peers the service is measured against: the in-process ceiling (the default bundle's
-//! encoder + transform + quantizer called directly, no HTTP), Python `onnxruntime` on the same
-//! graph, and `hermes label` (the batch command) on the same texts.
+//! The peers the service is measured against: the ceiling, the best of every way of running
+//! the encoder flat out ([`Layout::all`]: in this process through the `ort` crate, the
+//! encoder + transform + quantizer called directly with no HTTP, and Python `onnxruntime` on
+//! the same graph and texts; one session or process per core with one thread each, or one
+//! with every core; batches of 1, 4 and 8), and `hermes label` (the batch command) on the same
+//! texts.
 
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,14 +13,177 @@ use std::time::Instant;
 use hermes::bundle::{LoadOptions, Model};
 use hermes::encoder::{Embedder, EncoderConfig, MiniLm, TokenizedText};
 use hermes::quantize::CodeSpace;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
 use serde_json::json;
 
 use crate::support::load::Texts;
-use crate::support::{default_bundle_dir, hermes_bin, root, wiki_jsonl};
+use crate::support::{default_bundle_dir, hermes_bin, root};
 
-/// The batch sizes the ceiling is measured at: on some CPUs a batch is cheaper per document
-/// than one text alone, on others (this project's AVX2 machine) dearer.
-pub const BATCHES: [usize; 4] = [1, 4, 16, 32];
+/// The batch sizes every ceiling layout is measured at.
+pub const BATCHES: [usize; 3] = [1, 4, 8];
+
+/// Which ONNX Runtime runs a ceiling: this process's (the `ort` crate, the library hermes
+/// loads) or Python's `onnxruntime` wheel (`scripts/ort_throughput.py`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum Engine {
+    Rust,
+    Python,
+}
+
+/// One way of running the encoder flat out: an engine, how the cores are split, a batch size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Layout {
+    pub engine: Engine,
+    /// One session (Python: one process) per core with one ONNX Runtime thread each, every
+    /// one busy at once; otherwise one session (process) whose threads use every core.
+    pub per_core: bool,
+    pub batch: usize,
+}
+
+impl Layout {
+    /// Every layout the ceiling is the best of: both engines, both splits, [`BATCHES`].
+    pub fn all() -> Vec<Layout> {
+        let mut all = Vec::new();
+        for engine in [Engine::Rust, Engine::Python] {
+            for per_core in [true, false] {
+                for batch in BATCHES {
+                    all.push(Layout {
+                        engine,
+                        per_core,
+                        batch,
+                    });
+                }
+            }
+        }
+        all
+    }
+
+    /// E.g. `Python ORT, 2 processes x 1 thread, batch 4`.
+    pub fn name(&self) -> String {
+        let cores = crate::support::cores();
+        let (engine, unit) = match self.engine {
+            Engine::Rust => ("Rust ORT (in-process)", "session"),
+            Engine::Python => ("Python ORT", "process"),
+        };
+        let split = if self.per_core {
+            format!("{cores} {unit}es x 1 thread").replace("sessiones", "sessions")
+        } else {
+            format!("1 {unit} x {cores} threads")
+        };
+        format!("{engine}, {split}, batch {}", self.batch)
+    }
+}
+
+/// What the ceiling layouts run on, loaded once: the in-process encoders of both splits and
+/// the texts for Python (the same texts in the same order as the in-process callers take).
+pub struct Ceilings {
+    model: Arc<Model>,
+    /// One session per core, one thread each (`serve`'s layout).
+    per_core: Arc<MiniLm>,
+    /// One session with a thread per core, spinning (Python's default; the batch commands').
+    one: Arc<MiniLm>,
+    /// `{"text": ...}` lines for `scripts/ort_throughput.py`; `None` without the set-up venv.
+    python_texts: Option<tempfile::NamedTempFile>,
+}
+
+impl Ceilings {
+    pub fn load(model: Arc<Model>) -> Self {
+        let cores = crate::support::cores();
+        let per_core = Arc::new(encoder_with(|c| {
+            c.sessions = cores;
+            c.intra_threads = 1;
+            c.spinning = false;
+        }));
+        let one = Arc::new(encoder_with(|c| {
+            c.sessions = 1;
+            c.intra_threads = cores;
+            c.spinning = true;
+        }));
+        let python_texts = python().is_file().then(|| {
+            // A fresh sequence from the same seed: the texts the in-process ceiling starts on.
+            let mut file = tempfile::NamedTempFile::new().expect("temp file");
+            for (_, text) in Texts::wiki_shuffled(crate::TEXTS_SEED).take(4096) {
+                writeln!(file, "{}", json!({ "text": text })).expect("write texts");
+            }
+            file
+        });
+        Self {
+            model,
+            per_core,
+            one,
+            python_texts,
+        }
+    }
+
+    /// Every layout of [`Layout::all`] for `seconds` each, in order: docs/s, `None` for Python
+    /// without the set-up venv.
+    pub fn measure(&self, texts: &Arc<Texts>, seconds: f64) -> Vec<(Layout, Option<f64>)> {
+        let mut out = Vec::new();
+        for per_core in [true, false] {
+            for batch in BATCHES {
+                let encoder = if per_core { &self.per_core } else { &self.one };
+                let callers = if per_core { crate::support::cores() } else { 1 };
+                let rate = in_process(encoder, &self.model, texts, callers, batch, seconds);
+                let layout = Layout {
+                    engine: Engine::Rust,
+                    per_core,
+                    batch,
+                };
+                out.push((layout, Some(rate)));
+            }
+        }
+        for per_core in [true, false] {
+            let rates = self.python(per_core, seconds);
+            for batch in BATCHES {
+                let layout = Layout {
+                    engine: Engine::Python,
+                    per_core,
+                    batch,
+                };
+                let rate = rates.iter().find(|r| r.0 == batch).map(|r| r.1);
+                out.push((layout, rate));
+            }
+        }
+        out
+    }
+
+    /// Python `onnxruntime` at every size of [`BATCHES`] in one split (one run of the script:
+    /// its start-up is paid once); empty when the venv is missing or the script failed.
+    fn python(&self, per_core: bool, seconds: f64) -> Vec<(usize, f64)> {
+        let Some(texts) = &self.python_texts else {
+            return Vec::new();
+        };
+        let cores = crate::support::cores();
+        let (processes, threads) = if per_core { (cores, 1) } else { (1, cores) };
+        let batches: Vec<String> = BATCHES.iter().map(usize::to_string).collect();
+        let out = Command::new(python())
+            .arg(root().join("scripts/ort_throughput.py"))
+            .arg(default_bundle_dir())
+            .arg(texts.path())
+            .arg(format!("{seconds}"))
+            .args(["--processes", &processes.to_string()])
+            .args(["--threads", &threads.to_string()])
+            .args(["--batch", &batches.join(",")])
+            .stderr(Stdio::inherit())
+            .output();
+        let Ok(out) = out else {
+            return Vec::new();
+        };
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let (b, r) = l.split_once(' ')?;
+                Some((b.parse().ok()?, r.parse().ok()?))
+            })
+            .collect()
+    }
+}
+
+/// The set-up venv's Python.
+fn python() -> std::path::PathBuf {
+    root().join(".cache/venv/bin/python")
+}
 
 /// The default bundle, its encoder warmed up.
 pub fn load_default_bundle() -> Model {
@@ -33,80 +200,62 @@ pub fn encoder_with(change: impl FnOnce(&mut EncoderConfig)) -> MiniLm {
     MiniLm::load(&config).expect("load the encoder")
 }
 
-/// The ceiling at every size in [`BATCHES`], docs/s over `seconds_each`: chunks of 256 texts
-/// sorted by token count and cut into batches (almost no padding).
-pub fn by_batch(model: &Model, texts: &Texts, seconds_each: f64) -> Vec<(usize, f64)> {
-    BATCHES
-        .iter()
-        .map(|&b| {
-            let rate = at(model.encoder.as_ref(), &model.space, texts, b, seconds_each);
-            (b, rate)
-        })
-        .collect()
-}
-
-/// The ceiling at one batch size, docs/s over `seconds`.
-pub fn at(encoder: &dyn Embedder, space: &CodeSpace, texts: &Texts, b: usize, seconds: f64) -> f64 {
-    let started = Instant::now();
-    let mut docs = 0;
-    while started.elapsed().as_secs_f64() < seconds {
-        let chunk = texts.take(256);
-        let mut tokens: Vec<TokenizedText> = chunk
-            .iter()
-            .map(|(_, t)| encoder.tokenize(t).expect("tokenize"))
-            .collect();
-        tokens.sort_by_key(|t| t.ids.len());
-        for batch in tokens.chunks(b) {
-            let refs: Vec<&TokenizedText> = batch.iter().collect();
-            let e = encoder.embed_tokens(&refs).expect("embed");
-            space.codes(&e).expect("code");
-        }
-        docs += tokens.len();
-    }
-    docs as f64 / started.elapsed().as_secs_f64()
-}
-
-/// The session options hermes leaves off (ONNX Runtime's CPU arena and memory pattern, off
-/// because they let RSS creep): the best batch size's rate with them on, so the report shows
-/// whether the ceiling is a ceiling over session options too.
-pub fn arena_rate(model: &Model, texts: &Texts, b: usize, seconds: f64) -> f64 {
-    let encoder = encoder_with(|c| c.arena = true);
-    at(&encoder, &model.space, texts, b, seconds)
-}
-
-/// One session per core, one ONNX Runtime thread each, every session busy at once (one
-/// thread per core feeding it): parallel batches instead of parallel operators.
-pub fn per_core(
-    encoder: Arc<MiniLm>,
+/// `callers` threads, each embedding and coding batches of `b` on `encoder` for `seconds`:
+/// the docs/s of all of them together.
+pub fn in_process(
+    encoder: &Arc<MiniLm>,
     model: &Model,
     texts: &Arc<Texts>,
+    callers: usize,
     b: usize,
     seconds: f64,
 ) -> f64 {
     std::thread::scope(|s| {
-        let handles: Vec<_> = (0..crate::support::cores())
-            .map(|_| {
+        let handles: Vec<_> = (0..callers)
+            .map(|k| {
                 let encoder = encoder.clone();
-                s.spawn(move || at(encoder.as_ref(), &model.space, texts, b, seconds))
+                s.spawn(move || at(encoder.as_ref(), &model.space, texts, b, seconds, k as u64))
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).sum()
     })
 }
 
-/// Python `onnxruntime` (the set-up venv's wheel) on the same encoder.onnx and wiki texts,
-/// length-sorted batches of 32, default session options: a check that the Rust path's
-/// ceiling is not below what ONNX Runtime can do. `None` when the venv is missing.
-pub fn python_ort(seconds: f64) -> Option<f64> {
-    let root = root();
-    let out = Command::new(root.join(".cache/venv/bin/python"))
-        .arg(root.join("scripts/ort_throughput.py"))
-        .arg(default_bundle_dir())
-        .arg(wiki_jsonl())
-        .arg(format!("{seconds}"))
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+/// One caller at one batch size, docs/s over `seconds`: chunks of 256 texts tokenized, sorted
+/// by token count and cut into batches (almost no padding), embedded and coded. The batches
+/// of a chunk run in a shuffled order and the clock is read after each, so a phase lasts
+/// `seconds` (not whole chunks) and one cut short is not its chunk's shortest texts.
+pub fn at(
+    encoder: &dyn Embedder,
+    space: &CodeSpace,
+    texts: &Texts,
+    b: usize,
+    seconds: f64,
+    seed: u64,
+) -> f64 {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let started = Instant::now();
+    let mut docs = 0;
+    'phase: loop {
+        let chunk = texts.take(256);
+        let mut tokens: Vec<TokenizedText> = chunk
+            .iter()
+            .map(|(_, t)| encoder.tokenize(t).expect("tokenize"))
+            .collect();
+        tokens.sort_by_key(|t| t.ids.len());
+        let mut batches: Vec<&[TokenizedText]> = tokens.chunks(b).collect();
+        batches.shuffle(&mut rng);
+        for batch in batches {
+            let refs: Vec<&TokenizedText> = batch.iter().collect();
+            let e = encoder.embed_tokens(&refs).expect("embed");
+            space.codes(&e).expect("code");
+            docs += batch.len();
+            if started.elapsed().as_secs_f64() >= seconds {
+                break 'phase;
+            }
+        }
+    }
+    docs as f64 / started.elapsed().as_secs_f64()
 }
 
 /// `hermes label` on `n` texts: `(n, docs/s with start-up, docs/s steady)`.
