@@ -18,6 +18,7 @@
 //! `target/bench/report.md` and `target/bench/report.json`; prints the markdown. About 9
 //! minutes on 2 AVX2 cores. Short runs for a smoke test: `HERMES_BENCH_QUICK=1`; only the
 //! paired rounds: `HERMES_BENCH_FOCUS=1` (`target/bench/report-focus.md`, about 5 minutes).
+//! `HERMES_BENCH_SERVE_FLAGS="--max-batch-docs 4 ..."` starts the server with other flags.
 
 #[path = "service/ceiling.rs"]
 mod ceiling;
@@ -46,7 +47,10 @@ async fn main() {
     eprintln!("bench: loading the ceiling layouts and starting hermes serve");
     let model = Arc::new(ceiling::load_default_bundle());
     let ceilings = Arc::new(ceiling::Ceilings::load(model.clone()));
-    let mut server = Server::start(&[]).await;
+    // `HERMES_BENCH_SERVE_FLAGS`: flags for the server under test (an A/B of a setting).
+    let flags = std::env::var("HERMES_BENCH_SERVE_FLAGS").unwrap_or_default();
+    let flags: Vec<&str> = flags.split_whitespace().collect();
+    let mut server = Server::start(&flags).await;
     let client = reqwest::Client::new();
     let pid = server.pid();
     let idle_rss = rss_kib(pid, "VmRSS:");
