@@ -62,12 +62,12 @@ impl Layout {
     /// E.g. `Python ORT, 2 processes x 1 thread, batch 4`.
     pub fn name(&self) -> String {
         let cores = crate::support::cores();
-        let (engine, unit) = match self.engine {
-            Engine::Rust => ("Rust ORT (in-process)", "session"),
-            Engine::Python => ("Python ORT", "process"),
+        let (engine, unit, units) = match self.engine {
+            Engine::Rust => ("Rust ORT (in-process)", "session", "sessions"),
+            Engine::Python => ("Python ORT", "process", "processes"),
         };
         let split = if self.per_core {
-            format!("{cores} {unit}es x 1 thread").replace("sessiones", "sessions")
+            format!("{cores} {units} x 1 thread")
         } else {
             format!("1 {unit} x {cores} threads")
         };
