@@ -56,7 +56,7 @@ async fn main() {
     let idle_rss = rss_kib(pid, "VmRSS:");
     let paired = paired_rounds(&cfg, &server, &client, &texts, &ceilings).await;
     eprintln!("{}", paired.line());
-    let (strongest, ceil) = paired.strongest();
+    let (strongest, ceil) = paired.strongest(Per::Second);
     if cfg.focus {
         let md = format!(
             "# hermes bench, paired rounds only ({machine})\n\n{}",
@@ -251,6 +251,8 @@ async fn load_table(
 pub struct ServiceRun {
     docs_per_request: usize,
     docs_per_s: f64,
+    /// Documents per CPU-second the server process used (HTTP, JSON, tokenizer, encoder).
+    docs_per_cpu_s: f64,
     p50_ms: f64,
     /// Mean documents per encoder batch the server ran.
     mean_batch: f64,
@@ -258,8 +260,8 @@ pub struct ServiceRun {
 
 /// One paired round: every ceiling layout, then the service at 16 clients, back to back.
 pub struct Round {
-    /// Docs/s of each layout (`None`: Python without the set-up venv).
-    layouts: Vec<(ceiling::Layout, Option<f64>)>,
+    /// Docs/s and docs per CPU-second of each layout (`None`: Python without the set-up venv).
+    layouts: Vec<(ceiling::Layout, Option<ceiling::Rate>)>,
     service: Vec<ServiceRun>,
 }
 
@@ -298,7 +300,7 @@ async fn paired_rounds(
         })
         .await;
         for (layout, rate) in &layouts {
-            eprintln!("bench:   {}: {rate:.1?} docs/s", layout.name());
+            eprintln!("bench:   {}: {rate:?}", layout.name());
         }
         let mut service = Vec::new();
         for per_request in TARGET_SIZES {
@@ -309,12 +311,15 @@ async fn paired_rounds(
                 cfg.service_s
             );
             let before = batch_docs(client, &server.base).await;
+            let cpu = ceiling::pid_cpu_s(server.pid());
             let run = label_load(server, texts, 16, per_request, "minilm", cfg.service_s).await;
+            let cpu = ceiling::pid_cpu_s(server.pid()) - cpu;
             let after = batch_docs(client, &server.base).await;
             eprintln!("bench:   {:.1} docs/s", run.docs_per_s());
             service.push(ServiceRun {
                 docs_per_request: per_request,
                 docs_per_s: run.docs_per_s(),
+                docs_per_cpu_s: run.docs as f64 / cpu.max(1e-9),
                 p50_ms: run.percentile_ms(0.5),
                 mean_batch: (after.0 - before.0) / (after.1 - before.1).max(1.0),
             });
@@ -324,35 +329,67 @@ async fn paired_rounds(
     Paired { rounds }
 }
 
+/// Which throughput a comparison reads: per wall-clock second (the target) or per CPU-second.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Per {
+    Second,
+    CpuSecond,
+}
+
+impl Per {
+    fn of(self, r: &ceiling::Rate) -> f64 {
+        match self {
+            Per::Second => r.docs_per_s,
+            Per::CpuSecond => r.docs_per_cpu_s,
+        }
+    }
+
+    fn of_service(self, s: &ServiceRun) -> f64 {
+        match self {
+            Per::Second => s.docs_per_s,
+            Per::CpuSecond => s.docs_per_cpu_s,
+        }
+    }
+}
+
 impl Paired {
-    /// Every layout's median docs/s over the rounds (layouts never measured are left out).
-    pub fn layout_medians(&self) -> Vec<(ceiling::Layout, f64)> {
+    /// Every layout's median over the rounds (layouts never measured are left out).
+    pub fn layout_medians(&self, per: Per) -> Vec<(ceiling::Layout, f64)> {
         ceiling::Layout::all()
             .into_iter()
             .filter_map(|layout| {
-                let rates: Vec<f64> = self.layout_rates(layout).into_iter().flatten().collect();
+                let rates: Vec<f64> = self
+                    .layout_rates(layout, per)
+                    .into_iter()
+                    .flatten()
+                    .collect();
                 (!rates.is_empty()).then(|| (layout, support::median(rates)))
             })
             .collect()
     }
 
-    /// One layout's docs/s in each round.
-    pub fn layout_rates(&self, layout: ceiling::Layout) -> Vec<Option<f64>> {
+    /// One layout's throughput in each round.
+    pub fn layout_rates(&self, layout: ceiling::Layout, per: Per) -> Vec<Option<f64>> {
         self.rounds
             .iter()
-            .map(|r| r.layouts.iter().find(|l| l.0 == layout).and_then(|l| l.1))
+            .map(|r| {
+                r.layouts
+                    .iter()
+                    .find(|l| l.0 == layout)
+                    .and_then(|l| l.1.as_ref().map(|rate| per.of(rate)))
+            })
             .collect()
     }
 
     /// The layout with the best median, and that median.
-    pub fn strongest(&self) -> (ceiling::Layout, f64) {
-        self.layout_medians()
+    pub fn strongest(&self, per: Per) -> (ceiling::Layout, f64) {
+        self.layout_medians(per)
             .into_iter()
             .max_by(|a, b| a.1.total_cmp(&b.1))
             .expect("the in-process layouts are always measured")
     }
 
-    /// The service's docs/s per round at one request size.
+    /// The service's runs per round at one request size.
     pub fn service(&self, per_request: usize) -> Vec<&ServiceRun> {
         self.rounds
             .iter()
@@ -365,25 +402,31 @@ impl Paired {
     }
 
     /// Each round's service / strongest layout in the same round, at one request size.
-    pub fn ratios(&self, per_request: usize) -> Vec<f64> {
-        let strongest = self.layout_rates(self.strongest().0);
+    pub fn ratios(&self, per_request: usize, per: Per) -> Vec<f64> {
+        let strongest = self.layout_rates(self.strongest(per).0, per);
         self.service(per_request)
             .iter()
             .zip(strongest)
-            .filter_map(|(s, c)| Some(s.docs_per_s / c?))
+            .filter_map(|(s, c)| Some(per.of_service(s) / c?))
             .collect()
     }
 
-    pub fn median_ratio(&self, per_request: usize) -> f64 {
-        support::median(self.ratios(per_request))
+    pub fn median_ratio(&self, per_request: usize, per: Per) -> f64 {
+        support::median(self.ratios(per_request, per))
     }
 
     /// One line for the log: the strongest layout and the median ratios.
     pub fn line(&self) -> String {
-        let (layout, ceil) = self.strongest();
+        let (layout, ceil) = self.strongest(Per::Second);
         let sizes: Vec<String> = TARGET_SIZES
             .iter()
-            .map(|&n| format!("16 x {n}: {:.2} x", self.median_ratio(n)))
+            .map(|&n| {
+                format!(
+                    "16 x {n}: {:.2} x ({:.2} x per CPU-second)",
+                    self.median_ratio(n, Per::Second),
+                    self.median_ratio(n, Per::CpuSecond)
+                )
+            })
             .collect();
         format!(
             "bench: strongest ceiling {} ({ceil:.1} docs/s); service / strongest, median of {} rounds: {}",

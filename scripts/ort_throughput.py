@@ -3,7 +3,8 @@
 Usage: ort_throughput.py BUNDLE_DIR TEXTS_JSONL SECONDS [--processes P] [--threads T]
        [--batch B[,B...]]
 
-Prints one line per batch size, `B docs/s`: documents per second of all P processes together,
+Prints one line per batch size, `B DOCS_PER_S DOCS_PER_CPU_S`: documents per second of all P
+processes together, and documents per CPU-second they used (robust to a shared machine's load),
 each running its own session of T intra-op threads on batches of B texts for SECONDS
 (defaults: 1 process, 0 threads = ONNX Runtime's choice, batch 32). This is the service
 bench's Python ceiling in any layout: one process per core with one thread each, or one
@@ -53,7 +54,7 @@ def run(bundle, texts, seconds, threads, batches, offset, barrier, results):
     i = offset
     for batch in batches:
         barrier.wait()
-        docs, start = 0, time.perf_counter()
+        docs, start, cpu = 0, time.perf_counter(), time.process_time()
         while time.perf_counter() - start < seconds:
             chunk = [texts[(i + k) % len(texts)] for k in range(256)]
             i += 256
@@ -68,7 +69,8 @@ def run(bundle, texts, seconds, threads, batches, offset, barrier, results):
                 docs += len(b)
                 if time.perf_counter() - start >= seconds:
                     break
-        results.put((batch, docs / (time.perf_counter() - start)))
+        cpu = time.process_time() - cpu
+        results.put((batch, docs / (time.perf_counter() - start), docs, cpu))
 
 
 def main() -> None:
@@ -99,14 +101,16 @@ def main() -> None:
     for proc in procs:
         proc.start()
     # A process that died (out of memory, a bad graph) must not hang the bench.
-    rates = {}
+    rates, docs, cpu = {}, {}, {}
     for _ in range(len(procs) * len(batches)):
-        batch, rate = results.get(timeout=a.seconds + 300)
+        batch, rate, n, seconds = results.get(timeout=a.seconds + 300)
         rates[batch] = rates.get(batch, 0.0) + rate
+        docs[batch] = docs.get(batch, 0) + n
+        cpu[batch] = cpu.get(batch, 0.0) + seconds
     for proc in procs:
         proc.join()
     for batch in batches:
-        print(f"{batch} {rates[batch]:.2f}")
+        print(f"{batch} {rates[batch]:.2f} {docs[batch] / max(cpu[batch], 1e-9):.2f}")
 
 
 if __name__ == "__main__":

@@ -116,15 +116,23 @@ impl Ceilings {
         }
     }
 
-    /// Every layout of [`Layout::all`] for `seconds` each, in order: docs/s, `None` for Python
-    /// without the set-up venv.
-    pub fn measure(&self, texts: &Arc<Texts>, seconds: f64) -> Vec<(Layout, Option<f64>)> {
+    /// Every layout of [`Layout::all`] for `seconds` each, in order: docs/s and docs per
+    /// CPU-second, `None` for Python without the set-up venv.
+    pub fn measure(&self, texts: &Arc<Texts>, seconds: f64) -> Vec<(Layout, Option<Rate>)> {
         let mut out = Vec::new();
         for per_core in [true, false] {
             for batch in BATCHES {
                 let encoder = if per_core { &self.per_core } else { &self.one };
                 let callers = if per_core { crate::support::cores() } else { 1 };
-                let rate = in_process(encoder, &self.model, texts, callers, batch, seconds);
+                // The bench process does nothing else meanwhile (the server is another
+                // process, idle): its CPU time is the ceiling's.
+                let cpu = process_cpu_s();
+                let (docs_per_s, docs) =
+                    in_process(encoder, &self.model, texts, callers, batch, seconds);
+                let rate = Rate {
+                    docs_per_s,
+                    docs_per_cpu_s: docs as f64 / (process_cpu_s() - cpu).max(1e-9),
+                };
                 let layout = Layout {
                     engine: Engine::Rust,
                     per_core,
@@ -150,7 +158,7 @@ impl Ceilings {
 
     /// Python `onnxruntime` at every size of [`BATCHES`] in one split (one run of the script:
     /// its start-up is paid once); empty when the venv is missing or the script failed.
-    fn python(&self, per_core: bool, seconds: f64) -> Vec<(usize, f64)> {
+    fn python(&self, per_core: bool, seconds: f64) -> Vec<(usize, Rate)> {
         let Some(texts) = &self.python_texts else {
             return Vec::new();
         };
@@ -173,11 +181,55 @@ impl Ceilings {
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| {
-                let (b, r) = l.split_once(' ')?;
-                Some((b.parse().ok()?, r.parse().ok()?))
+                let mut f = l.split_whitespace().map(str::parse::<f64>);
+                let (b, docs_per_s, docs_per_cpu_s) =
+                    (f.next()?.ok()?, f.next()?.ok()?, f.next()?.ok()?);
+                Some((
+                    b as usize,
+                    Rate {
+                        docs_per_s,
+                        docs_per_cpu_s,
+                    },
+                ))
             })
             .collect()
     }
+}
+
+/// A layout's throughput: documents per second, and per CPU-second its threads or processes
+/// used. On a shared machine the first measures this process's share of the cores as much as
+/// its speed; the second does not.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct Rate {
+    pub docs_per_s: f64,
+    pub docs_per_cpu_s: f64,
+}
+
+/// CPU seconds (user + system) this process used so far.
+pub fn process_cpu_s() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let u = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        u
+    };
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 * 1e-6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
+/// CPU seconds (user + system) process `pid` used so far, from `/proc/<pid>/stat`.
+pub fn pid_cpu_s(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at the state, field 3;
+    // utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |r| r.1);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / ticks
 }
 
 /// The set-up venv's Python.
@@ -201,7 +253,7 @@ pub fn encoder_with(change: impl FnOnce(&mut EncoderConfig)) -> MiniLm {
 }
 
 /// `callers` threads, each embedding and coding batches of `b` on `encoder` for `seconds`:
-/// the docs/s of all of them together.
+/// the docs/s of all of them together, and the documents they did.
 pub fn in_process(
     encoder: &Arc<MiniLm>,
     model: &Model,
@@ -209,7 +261,7 @@ pub fn in_process(
     callers: usize,
     b: usize,
     seconds: f64,
-) -> f64 {
+) -> (f64, usize) {
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..callers)
             .map(|k| {
@@ -217,11 +269,14 @@ pub fn in_process(
                 s.spawn(move || at(encoder.as_ref(), &model.space, texts, b, seconds, k as u64))
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).sum()
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .fold((0.0, 0), |acc, (rate, docs)| (acc.0 + rate, acc.1 + docs))
     })
 }
 
-/// One caller at one batch size, docs/s over `seconds`: chunks of 256 texts tokenized, sorted
+/// One caller at one batch size, docs/s over `seconds` and the documents done: chunks of 256 texts tokenized, sorted
 /// by token count and cut into batches (almost no padding), embedded and coded. The batches
 /// of a chunk run in a shuffled order and the clock is read after each, so a phase lasts
 /// `seconds` (not whole chunks) and one cut short is not its chunk's shortest texts.
@@ -232,7 +287,7 @@ pub fn at(
     b: usize,
     seconds: f64,
     seed: u64,
-) -> f64 {
+) -> (f64, usize) {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let started = Instant::now();
     let mut docs = 0;
@@ -255,7 +310,7 @@ pub fn at(
             }
         }
     }
-    docs as f64 / started.elapsed().as_secs_f64()
+    (docs as f64 / started.elapsed().as_secs_f64(), docs)
 }
 
 /// `hermes label` on `n` texts: `(n, docs/s with start-up, docs/s steady)`.

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::ceiling::Layout;
-use crate::{CachedGets, Config, Duplicate, LoadResult, Paired, Peers, SoakResult};
+use crate::{CachedGets, Config, Duplicate, LoadResult, Paired, Peers, Per, SoakResult};
 
 /// Everything the bench measured, in the order it measured it.
 pub struct Results {
@@ -29,19 +29,34 @@ pub struct Results {
 }
 
 /// The paired rounds as markdown: every layout per round with its median (the strongest in
-/// bold), then the service per round against the strongest layout in the same round.
+/// bold), then the service per round against the strongest layout in the same round; the
+/// same per wall-clock second (the target) and per CPU-second (what a shared machine's load
+/// does not move).
 pub fn paired_markdown(paired: &Paired, cfg: &Config) -> String {
-    let (strongest, ceil) = paired.strongest();
+    let rounds = paired.rounds.len();
+    let mut md = format!(
+        "Ceiling layouts ({:.0} s each per round; the in-process ones embed and code, the Python ones embed), then `hermes serve` (release) at 16 clients ({:.0} s per request size per round), back to back in each of {rounds} rounds.\n",
+        cfg.ceiling_s, cfg.service_s
+    );
+    for (per, unit) in [
+        (Per::Second, "docs/s"),
+        (Per::CpuSecond, "docs per CPU-second"),
+    ] {
+        md.push_str(&paired_tables(paired, per, unit));
+    }
+    md.push_str("\nTarget: service / strongest ceiling >= 0.95 in docs/s at both request sizes. Per CPU-second, the service's CPU is the server process's (HTTP, JSON, tokenizer, encoder; not the load generator's), a ceiling's that of its threads or processes.\n");
+    md
+}
+
+fn paired_tables(paired: &Paired, per: Per, unit: &str) -> String {
+    let (strongest, ceil) = paired.strongest(per);
     let rounds = paired.rounds.len();
     let header: String = (1..=rounds).map(|r| format!(" round {r} |")).collect();
     let rule: String = "---|".repeat(rounds);
-    let mut md = format!(
-        "Ceiling layouts ({:.0} s each per round; docs/s; the in-process ones embed and code, the Python ones embed), then `hermes serve` (release, default flags) at 16 clients ({:.0} s per request size per round), back to back in each of {rounds} rounds:\n\n| layout |{header} median |\n|---|{rule}---|\n",
-        cfg.ceiling_s, cfg.service_s
-    );
-    for (layout, median) in paired.layout_medians() {
+    let mut md = format!("\n**In {unit}:**\n\n| layout |{header} median |\n|---|{rule}---|\n");
+    for (layout, median) in paired.layout_medians(per) {
         let each: String = paired
-            .layout_rates(layout)
+            .layout_rates(layout, per)
             .iter()
             .map(|r| r.map_or(" - |".to_string(), |r| format!(" {r:.1} |")))
             .collect();
@@ -53,10 +68,10 @@ pub fn paired_markdown(paired: &Paired, cfg: &Config) -> String {
         }
     }
     md.push_str(&format!(
-        "\nStrongest ceiling (best median): **{}, {ceil:.1} docs/s**.\n\n| 16 clients x | service docs/s per round | strongest layout, same round | ratio per round | mean batch | p50 ms | median ratio |\n|---|---|---|---|---|---|---|\n",
+        "\nStrongest ceiling in {unit} (best median): **{}, {ceil:.1}**.\n\n| 16 clients x | service per round | strongest layout, same round | ratio per round | mean batch | p50 ms | median ratio |\n|---|---|---|---|---|---|---|\n",
         strongest.name()
     ));
-    let strongest_rates = paired.layout_rates(strongest);
+    let strongest_rates = paired.layout_rates(strongest, per);
     for n in crate::TARGET_SIZES {
         let runs = paired.service(n);
         let join = |v: Vec<String>| v.join(", ");
@@ -64,7 +79,7 @@ pub fn paired_markdown(paired: &Paired, cfg: &Config) -> String {
             "| {n} doc(s) | {} | {} | {} | {} | {} | **{:.2} x** |\n",
             join(
                 runs.iter()
-                    .map(|s| format!("{:.1}", s.docs_per_s))
+                    .map(|s| format!("{:.1}", per.of_service(s)))
                     .collect()
             ),
             join(
@@ -73,17 +88,22 @@ pub fn paired_markdown(paired: &Paired, cfg: &Config) -> String {
                     .map(|r| r.map_or("-".to_string(), |r| format!("{r:.1}")))
                     .collect()
             ),
-            join(paired.ratios(n).iter().map(|r| format!("{r:.2}")).collect()),
+            join(
+                paired
+                    .ratios(n, per)
+                    .iter()
+                    .map(|r| format!("{r:.2}"))
+                    .collect()
+            ),
             join(
                 runs.iter()
                     .map(|s| format!("{:.1}", s.mean_batch))
                     .collect()
             ),
             join(runs.iter().map(|s| format!("{:.0}", s.p50_ms)).collect()),
-            paired.median_ratio(n)
+            paired.median_ratio(n, per)
         ));
     }
-    md.push_str("\nTarget: service / strongest ceiling >= 0.95 at both request sizes.\n");
     md
 }
 
@@ -196,7 +216,7 @@ pub fn json(r: &Results) -> Value {
             let layouts: Vec<Value> = round
                 .layouts
                 .iter()
-                .map(|(l, rate)| json!({"layout": l, "name": l.name(), "docs_per_s": rate}))
+                .map(|(l, rate)| json!({"layout": l, "name": l.name(), "rate": rate}))
                 .collect();
             json!({"layouts": layouts, "service_16_clients": round.service})
         })
@@ -204,9 +224,10 @@ pub fn json(r: &Results) -> Value {
     json!({
         "machine": r.machine,
         "ceiling": {"layout": r.ceiling.0, "name": r.ceiling.0.name(), "median_docs_per_s": ceil},
-        "ceiling_layout_medians": paired.layout_medians().iter().map(|(l, m)| json!({"layout": l, "name": l.name(), "median_docs_per_s": m})).collect::<Vec<_>>(),
+        "ceiling_layout_medians": paired.layout_medians(Per::Second).iter().zip(paired.layout_medians(Per::CpuSecond)).map(|((l, m), (_, c))| json!({"layout": l, "name": l.name(), "median_docs_per_s": m, "median_docs_per_cpu_s": c})).collect::<Vec<_>>(),
         "paired_rounds": rounds,
-        "paired_median_ratio": {"16x16": paired.median_ratio(16), "16x1": paired.median_ratio(1)},
+        "paired_median_ratio": {"16x16": paired.median_ratio(16, Per::Second), "16x1": paired.median_ratio(1, Per::Second)},
+        "paired_median_ratio_per_cpu_second": {"16x16": paired.median_ratio(16, Per::CpuSecond), "16x1": paired.median_ratio(1, Per::CpuSecond)},
         "label": {"docs": label.docs, "docs_per_s_with_startup": label.with_startup, "docs_per_s_steady": label.steady, "ratio": label.steady / ceil},
         "label_static": {"docs": label_static.docs, "docs_per_s_with_startup": label_static.with_startup, "docs_per_s_steady": label_static.steady, "vs_minilm": label_static.steady / label.steady},
         "service_static_16x16": {"docs_per_s": r.service_static.docs_per_s, "p50_ms": r.service_static.p50_ms},
