@@ -15,7 +15,7 @@ use super::groups::{
 use crate::labeling::Tiers;
 use crate::labeling::limits::defaults;
 use crate::logging::LogFormat;
-use crate::server::{SERVE_MAX_BATCH_TOKENS, ServeConfig};
+use crate::server::ServeConfig;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -61,7 +61,6 @@ pub enum Command {
 
 /// Everything `hermes serve` can be told (see [`ServeConfig`]).
 #[derive(Debug, Clone, Args)]
-#[command(mut_arg("max_batch_docs", |a| a.default_value("8")))] // SERVE_MAX_BATCH_DOCS (tested)
 pub struct ServeArgs {
     #[command(flatten)]
     pub labeler: LabelerArgs,
@@ -72,10 +71,8 @@ pub struct ServeArgs {
     #[arg(long, env = "HERMES_PORT", default_value_t = 8080)]
     pub port: u16,
 
-    /// Padded tokens (documents x the longest) per encoder batch at most; at least the
-    /// bundle's max_tokens. Batching pays while a batch is small: on the machines measured,
-    /// up to about 400-500 tokens, so short texts share a batch and long ones run alone.
-    #[arg(long, env = "HERMES_MAX_BATCH_TOKENS", default_value_t = SERVE_MAX_BATCH_TOKENS)]
+    /// Padded tokens per encoder batch at most (must be at least the bundle's max_tokens).
+    #[arg(long, env = "HERMES_MAX_BATCH_TOKENS", default_value_t = 8192)]
     pub max_batch_tokens: usize,
     /// Milliseconds a free encoder waits for a batch to fill after its first document
     /// arrived. 0 (the default): it takes what is queued at once, and batches form from what

@@ -99,11 +99,10 @@ pub struct LabelerArgs {
     /// --intra-threads says otherwise.
     #[arg(long, env = "HERMES_ENCODER_SESSIONS", default_value_t = 0)]
     pub encoder_sessions: usize,
-    /// Documents per encoder batch at most (`serve`'s default: 8, with --max-batch-tokens
-    /// binding first for all but short texts). 0 (the default of `label` and `consume`)
-    /// measures the fastest size (1 to 32) on this CPU at start-up, on the bundle's probe
-    /// texts (`label`: on the shard's first documents, a few seconds), and how much padding
-    /// batching is worth.
+    /// Documents per encoder batch at most; 0 (the default) measures the fastest size (1 to
+    /// 32) on this CPU at start-up, on the bundle's probe texts (`label`: on the shard's first
+    /// documents, a few seconds). Whether a batch is cheaper per document than one text alone
+    /// depends on the CPU, so it is measured, not assumed.
     #[arg(long, env = "HERMES_MAX_BATCH_DOCS", default_value_t = 0)]
     pub max_batch_docs: usize,
 }

@@ -45,21 +45,6 @@ pub struct ConnLimits {
 /// microseconds.
 pub const SERVE_WINDOW_DOCS: usize = 256;
 
-/// `serve`'s cap on padded tokens per encoder batch. Measured with ONNX Runtime on one thread
-/// (AVX2 machine, tokens per CPU-second by text length and batch size): batching pays while a
-/// batch holds up to about 400-500 padded tokens (40-token texts: 2,448 alone, 3,139 in fours,
-/// 3,233 in eights; 100-token texts: 3,026, 3,471 in fours, 2,985 in eights), and texts of 150
-/// tokens or more gain nothing from company. So short texts go up to
-/// [`SERVE_MAX_BATCH_DOCS`] at a time, texts of about 100 in fours or fives, long ones alone or
-/// in pairs.
-pub const SERVE_MAX_BATCH_TOKENS: usize = 512;
-
-/// `serve`'s cap on documents per encoder batch (the token cap usually binds first). A fixed
-/// default rather than a start-up measurement: on a busy machine the measurement picked batch
-/// 1 (no batching at all) in some starts, and the bench's paired rounds measure it against the
-/// strongest ceiling instead (docs/performance.md).
-pub const SERVE_MAX_BATCH_DOCS: usize = 8;
-
 impl CoreConfig {
     /// The defaults of `hermes serve` (and `hermes consume`) for `bundle`: every tier, one
     /// encoder session per core, the batch size measured on the bundle's probes.
@@ -100,11 +85,8 @@ impl ServeConfig {
     /// The defaults of `hermes serve` for `bundle` (a test checks that the flags' defaults
     /// give the same config).
     pub fn new(bundle: impl Into<PathBuf>) -> Self {
-        let mut core = CoreConfig::serving(bundle);
-        core.batching.max_batch_tokens = SERVE_MAX_BATCH_TOKENS;
-        core.batching.max_batch_docs = Some(SERVE_MAX_BATCH_DOCS);
         Self {
-            core,
+            core: CoreConfig::serving(bundle),
             http: HttpConfig {
                 max_body_bytes: 8 * 1024 * 1024,
                 request_timeout: Duration::from_secs(60),

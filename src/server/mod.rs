@@ -21,7 +21,7 @@ mod config;
 pub mod conn;
 
 pub use crate::labeling::{Batching, CacheConfig, StoreConfig};
-pub use config::{ConnLimits, SERVE_MAX_BATCH_DOCS, SERVE_MAX_BATCH_TOKENS, ServeConfig};
+pub use config::{ConnLimits, ServeConfig};
 
 use std::future::Future;
 use std::sync::Arc;
