@@ -15,8 +15,8 @@
 //! 6. Overload soak: 4x the measured saturation rate; RSS sampled every 5 s.
 //!
 //! The peers are in `service/ceiling.rs`, the report's text in `service/report.rs`. Writes
-//! `target/bench/report.md` and `target/bench/report.json`; prints the markdown. About 9
-//! minutes on 2 AVX2 cores. Short runs for a smoke test: `HERMES_BENCH_QUICK=1`; only the
+//! `target/bench/report.md` and `target/bench/report.json`; prints the markdown. Phases are
+//! sized to keep a run under 10 minutes on 2 cores. Short runs for a smoke test: `HERMES_BENCH_QUICK=1`; only the
 //! paired rounds: `HERMES_BENCH_FOCUS=1` (`target/bench/report-focus.md`, about 5 minutes).
 //! `HERMES_BENCH_SERVE_FLAGS="--max-batch-docs 4 ..."` starts the server with other flags.
 
@@ -108,7 +108,7 @@ async fn main() {
 }
 
 /// Phase lengths, from `HERMES_BENCH_QUICK`, `HERMES_BENCH_FOCUS`, `HERMES_BENCH_RUNS`,
-/// `HERMES_BENCH_SOAK_S`. The defaults keep a full run under 10 minutes on 2 AVX2 cores.
+/// `HERMES_BENCH_SOAK_S`. The defaults are sized for a full run under 10 minutes on 2 cores.
 pub struct Config {
     /// A developer's loop on batching: only the paired rounds.
     focus: bool,
