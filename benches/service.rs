@@ -1,22 +1,24 @@
-//! `make bench`: the service against the in-process ceiling, in one run, on the same inputs.
+//! `make bench`: the service against its strongest ceiling, in one run, on the same inputs.
 //!
-//! 1. Ceiling: the default bundle's encoder + transform + quantizer called directly (no HTTP)
-//!    on wiki texts in a fixed shuffled order, at its best batch size and session layout; Python
-//!    `onnxruntime` on the same texts as a cross-check; then paired rounds (ceiling, then the
-//!    service at 16 clients) for the target.
-//! 2. Service: `hermes serve` (release) on loopback, driven by the closed-loop load generator
-//!    (`support/load.rs`) with 1, 4, 16 and 64 clients posting requests of 1 and of 16
-//!    documents.
-//! 3. Cache path: `GET /v1/codes/{id}` for labeled ids, open loop at 2,000 requests/s for 10 s,
-//!    latency measured from each request's scheduled start (no coordinated omission) and from its
-//!    send (without the pacing timer's lateness).
-//! 4. Duplicate path: one batch of 16 posted, then posted again and again (content cache).
-//! 5. Overload soak: 4× the measured saturation rate for 3 minutes; RSS sampled every 5 s.
+//! 1. Paired rounds (the target): each round times every ceiling layout (`service/ceiling.rs`:
+//!    in-process Rust ONNX Runtime and Python `onnxruntime`, one session or process per core
+//!    with one thread each or one with every core, batches of 1, 4 and 8), then `hermes serve`
+//!    (release, default flags) at 16 clients x 16 and x 1 documents. The strongest layout is
+//!    the best median; the verdict is the median of the rounds' service / strongest ratios.
+//! 2. `hermes label` for both tiers on the same texts.
+//! 3. The load table: the closed-loop load generator (`support/load.rs`) with 1, 4, 16 and
+//!    64 clients posting requests of 1 and of 16 documents.
+//! 4. Cache path: `GET /v1/codes/{id}` for labeled ids, open loop at 2,000 requests/s,
+//!    latency measured from each request's scheduled start (no coordinated omission) and from
+//!    its send (without the pacing timer's lateness).
+//! 5. Duplicate path: one batch of 16 posted, then posted again and again (content cache).
+//! 6. Overload soak: 4x the measured saturation rate; RSS sampled every 5 s.
 //!
-//! The peers (ceiling, Python, `hermes label`) are in `service/ceiling.rs`, the report's text
-//! in `service/report.rs`. Writes `target/bench/report.md` and `target/bench/report.json`;
-//! prints the markdown. Short runs for a smoke test: `HERMES_BENCH_QUICK=1`; only the ceiling,
-//! Python and the paired rounds: `HERMES_BENCH_FOCUS=1`.
+//! The peers are in `service/ceiling.rs`, the report's text in `service/report.rs`. Writes
+//! `target/bench/report.md` and `target/bench/report.json`; prints the markdown. Phases are
+//! sized to keep a run under 10 minutes on 2 cores. Short runs for a smoke test: `HERMES_BENCH_QUICK=1`; only the
+//! paired rounds: `HERMES_BENCH_FOCUS=1` (`target/bench/report-focus.md`, about 5 minutes).
+//! `HERMES_BENCH_SERVE_FLAGS="--max-batch-docs 4 ..."` starts the server with other flags.
 
 #[path = "service/ceiling.rs"]
 mod ceiling;
@@ -28,36 +30,45 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
-use hermes::bundle::Model;
 use serde_json::{Value, json};
 use support::load::{self, ClosedLoop, GetLatency, Shape, Texts};
 use support::{Server, histogram, metric_value, metrics_text, rss_kib};
 
+/// The seed of the texts' fixed order (the ceilings' Python texts are drawn from it too).
+pub const TEXTS_SEED: u64 = 7;
+
 #[tokio::main]
 async fn main() {
     let cfg = Config::from_env();
-    let texts = Arc::new(Texts::wiki_shuffled(7));
+    let texts = Arc::new(Texts::wiki_shuffled(TEXTS_SEED));
     let machine = support::cpu_line();
     let started = Instant::now();
 
-    let peers = measure_peers(&cfg, &texts).await;
-    let mut server = Server::start(&[]).await;
+    eprintln!("bench: loading the ceiling layouts and starting hermes serve");
+    let model = Arc::new(ceiling::load_default_bundle());
+    let ceilings = Arc::new(ceiling::Ceilings::load(model.clone()));
+    // `HERMES_BENCH_SERVE_FLAGS`: flags for the server under test (an A/B of a setting).
+    let flags = std::env::var("HERMES_BENCH_SERVE_FLAGS").unwrap_or_default();
+    let flags: Vec<&str> = flags.split_whitespace().collect();
+    let mut server = Server::start(&flags).await;
     let client = reqwest::Client::new();
     let pid = server.pid();
     let idle_rss = rss_kib(pid, "VmRSS:");
-    let load = load_table(&cfg, &server, &texts, peers.ceiling).await;
-    let paired = paired_rounds(&cfg, &server, &client, &texts, &peers).await;
-    eprintln!(
-        "{}; arena on at batch {}: {:.1} vs ceiling {:.1}",
-        paired.line(),
-        peers.best_batch,
-        peers.arena,
-        peers.ceiling
-    );
+    let paired = paired_rounds(&cfg, &server, &client, &texts, &ceilings).await;
+    eprintln!("{}", paired.line());
+    let (strongest, ceil) = paired.strongest(Per::Second);
     if cfg.focus {
+        let md = format!(
+            "# hermes bench, paired rounds only ({machine})\n\n{}",
+            report::paired_markdown(&paired, &cfg)
+        );
+        support::write_report("report-focus.md", &md);
+        println!("{md}");
         return;
     }
-    let service_static = static_tier(&cfg, &server, &texts, peers.ceiling).await;
+    let peers = measure_peers(&cfg, &texts, ceil);
+    let load = load_table(&cfg, &server, &texts, ceil).await;
+    let service_static = static_tier(&cfg, &server, &texts, ceil).await;
     let peak_rss_load = rss_kib(pid, "VmHWM:");
     let gets = cached_gets(&cfg, &server, &client, &load).await;
     let duplicate = duplicate_path(&server, &client, &texts).await;
@@ -74,6 +85,7 @@ async fn main() {
         pid,
         cfg,
         peers,
+        ceiling: (strongest, ceil),
         load,
         paired,
         service_static,
@@ -95,98 +107,62 @@ async fn main() {
     );
 }
 
-/// Phase lengths, from `HERMES_BENCH_QUICK`, `HERMES_BENCH_FOCUS`, `HERMES_BENCH_SOAK_S`.
+/// Phase lengths, from `HERMES_BENCH_QUICK`, `HERMES_BENCH_FOCUS`, `HERMES_BENCH_RUNS`,
+/// `HERMES_BENCH_SOAK_S`. The defaults are sized for a full run under 10 minutes on 2 cores.
 pub struct Config {
-    /// A developer's loop on batching: only the ceiling, Python and the 16-client rows.
+    /// A developer's loop on batching: only the paired rounds.
     focus: bool,
-    /// Seconds per load phase and per ceiling measurement.
+    /// Seconds per ceiling layout in each paired round.
+    ceiling_s: f64,
+    /// Seconds of the service per request size in each paired round.
+    service_s: f64,
+    /// Seconds per row of the load table.
     phase_s: f64,
     /// Seconds of cached GETs.
     get_s: f64,
     /// Seconds of the overload soak.
     soak_s: f64,
-    /// Paired rounds per request size.
-    rounds_each: usize,
+    /// Paired rounds (`support::runs()`, at least 3 unless quick).
+    rounds: usize,
 }
 
 impl Config {
     fn from_env() -> Self {
         let quick = support::quick();
-        let (phase_s, get_s, soak_s) = if quick {
-            (4.0, 2.0, 20.0)
+        let (ceiling_s, service_s, phase_s, get_s, soak_s) = if quick {
+            (2.0, 4.0, 3.0, 2.0, 20.0)
         } else {
-            (12.0, 10.0, 180.0)
+            (5.0, 10.0, 6.0, 10.0, 90.0)
         };
         Self {
             focus: std::env::var("HERMES_BENCH_FOCUS").is_ok(),
+            ceiling_s,
+            service_s,
             phase_s,
             get_s,
             soak_s: std::env::var("HERMES_BENCH_SOAK_S")
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(soak_s),
-            rounds_each: if quick { 1 } else { 3 },
+            rounds: if quick { 1 } else { support::runs() },
         }
     }
 }
 
-/// What the service is measured against, measured before it starts.
+/// The batch command's rates, measured after the paired rounds.
 pub struct Peers {
-    model: Arc<Model>,
-    /// The ceiling at each batch size, docs/s.
-    by_batch: Vec<(usize, f64)>,
-    /// The best of them.
-    ceiling: f64,
-    best_batch: usize,
-    /// The best batch size with ONNX Runtime's arena and memory pattern on.
-    arena: f64,
-    python: Option<f64>,
     label: ceiling::LabelRate,
     label_static: ceiling::LabelRate,
 }
 
-/// Step 1: the in-process ceiling, the arena variant, Python `onnxruntime`, `hermes label`.
-async fn measure_peers(cfg: &Config, texts: &Arc<Texts>) -> Peers {
-    let phase_s = cfg.phase_s;
-    eprintln!("bench: in-process ceiling ({phase_s}s per batch size)");
-    let model = Arc::new(ceiling::load_default_bundle());
-    let by_batch = blocking({
-        let (model, texts) = (model.clone(), texts.clone());
-        move || ceiling::by_batch(&model, &texts, phase_s)
-    })
-    .await;
-    let ceil = by_batch.iter().map(|c| c.1).fold(0.0, f64::max);
-    let best_batch = by_batch
-        .iter()
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .map_or(1, |c| c.0);
-    eprintln!("bench: the best batch size with ONNX Runtime's arena and memory pattern on");
-    let arena = blocking({
-        let (model, texts) = (model.clone(), texts.clone());
-        move || ceiling::arena_rate(&model, &texts, best_batch, phase_s)
-    })
-    .await;
-    eprintln!("bench: Python onnxruntime on the same texts ({phase_s}s)");
-    let python = ceiling::python_ort(phase_s);
-    eprintln!(
-        "bench: hermes label on wiki texts (about {}s)",
-        phase_s * 2.0
-    );
-    let (label, label_static) = if cfg.focus {
-        Default::default()
-    } else {
-        let n = (ceil * phase_s * 4.0) as usize;
-        let label = ceiling::label_throughput(texts, n, "minilm");
-        eprintln!("bench: hermes label --encoder static on the wiki texts");
-        (label, ceiling::label_throughput(texts, 20_000, "static"))
-    };
+/// `hermes label` for both tiers on the wiki texts.
+fn measure_peers(cfg: &Config, texts: &Arc<Texts>, ceil: f64) -> Peers {
+    let n = (ceil * cfg.phase_s * 4.0) as usize;
+    eprintln!("bench: hermes label on {n} wiki texts");
+    let label = ceiling::label_throughput(texts, n, "minilm");
+    eprintln!("bench: hermes label --encoder static on the wiki texts");
+    let label_static = ceiling::label_throughput(texts, 20_000, "static");
     Peers {
-        model,
-        by_batch,
-        ceiling: ceil,
-        best_batch,
-        arena,
-        python,
         label,
         label_static,
     }
@@ -270,94 +246,195 @@ async fn load_table(
     rows
 }
 
-/// One paired round: the ceiling at its best batch size, then the service, back to back.
-pub struct Round {
+/// The service in one paired round at one request size.
+#[derive(serde::Serialize)]
+pub struct ServiceRun {
     docs_per_request: usize,
-    /// The best of the three below.
-    ceiling: f64,
-    /// The ceiling with ONNX Runtime's threads spinning (hermes' batch commands) and not.
-    spinning: (f64, f64),
-    /// The ceiling with one session of one thread per core, all busy (`serve`'s default), at
-    /// its own best batch size.
-    per_core: f64,
-    service: f64,
-    /// Mean documents per encoder batch the server ran in the round.
-    batch: f64,
+    docs_per_s: f64,
+    /// Documents per CPU-second the server process used (HTTP, JSON, tokenizer, encoder).
+    docs_per_cpu_s: f64,
+    p50_ms: f64,
+    /// Mean documents per encoder batch the server ran.
+    mean_batch: f64,
 }
 
-/// The paired rounds, `rounds_each` per request size.
+/// One paired round: every ceiling layout, then the service at 16 clients, back to back.
+pub struct Round {
+    /// Docs/s and docs per CPU-second of each layout (`None`: Python without the set-up venv).
+    layouts: Vec<(ceiling::Layout, Option<ceiling::Rate>)>,
+    service: Vec<ServiceRun>,
+}
+
+/// The paired rounds.
 pub struct Paired {
     rounds: Vec<Round>,
 }
 
-/// Step 3, the target: this machine's speed drifts by several percent from minute to minute
-/// (a shared host), more than the gap being measured, so each round times the ceiling (best
-/// batch size) and then the service back to back, and the verdict is the median of the
-/// rounds' ratios.
+/// The request sizes of the target: 16 clients x 16 documents and x 1 document.
+pub const TARGET_SIZES: [usize; 2] = [16, 1];
+
+/// Step 1, the target: this machine's speed drifts by several percent from minute to minute
+/// (a shared host), more than the gap being measured, so each round times every ceiling
+/// layout and then the service at both request sizes, back to back. The strongest layout is
+/// the one with the best median over the rounds; each round's ratio is the service over that
+/// layout in the same round, and the verdict is the median of the rounds' ratios.
 async fn paired_rounds(
     cfg: &Config,
     server: &Server,
     client: &reqwest::Client,
     texts: &Arc<Texts>,
-    peers: &Peers,
+    ceilings: &Arc<ceiling::Ceilings>,
 ) -> Paired {
-    let (phase_s, best_batch) = (cfg.phase_s, peers.best_batch);
-    let calm = Arc::new(ceiling::encoder_with(|c| c.spinning = false));
-    let per_core = Arc::new(ceiling::encoder_with(|c| {
-        c.sessions = support::cores();
-        c.intra_threads = 1;
-        c.spinning = false;
-    }));
     let mut rounds = Vec::new();
-    for per_request in [1usize, 16] {
-        for r in 0..cfg.rounds_each {
-            eprintln!("bench: paired round {r}, 16 clients x {per_request} docs");
-            // The two-thread session's best batch size need not be a single-thread session's:
-            // the per-core layout gets its own best of 1, 4 and that size.
-            let pc = blocking({
-                let (model, per_core, texts) =
-                    (peers.model.clone(), per_core.clone(), texts.clone());
-                move || {
-                    let mut sizes = vec![1, 4, best_batch];
-                    sizes.sort_unstable();
-                    sizes.dedup();
-                    sizes
-                        .into_iter()
-                        .map(|b| ceiling::per_core(per_core.clone(), &model, &texts, b, phase_s))
-                        .fold(0.0, f64::max)
-                }
-            })
-            .await;
-            let spinning = blocking({
-                let (model, calm, texts) = (peers.model.clone(), calm.clone(), texts.clone());
-                move || {
-                    let on = ceiling::at(
-                        model.encoder.as_ref(),
-                        &model.space,
-                        &texts,
-                        best_batch,
-                        phase_s,
-                    );
-                    let off = ceiling::at(calm.as_ref(), &model.space, &texts, best_batch, phase_s);
-                    (on, off)
-                }
-            })
-            .await;
-            let c = spinning.0.max(spinning.1).max(pc);
+    for r in 0..cfg.rounds {
+        eprintln!(
+            "bench: paired round {}/{}: {} ceiling layouts ({}s each)",
+            r + 1,
+            cfg.rounds,
+            ceiling::Layout::all().len(),
+            cfg.ceiling_s
+        );
+        let layouts = blocking({
+            let (ceilings, texts, seconds) = (ceilings.clone(), texts.clone(), cfg.ceiling_s);
+            move || ceilings.measure(&texts, seconds)
+        })
+        .await;
+        for (layout, rate) in &layouts {
+            eprintln!("bench:   {}: {rate:?}", layout.name());
+        }
+        let mut service = Vec::new();
+        for per_request in TARGET_SIZES {
+            eprintln!(
+                "bench: paired round {}/{}: hermes serve, 16 clients x {per_request} docs ({}s)",
+                r + 1,
+                cfg.rounds,
+                cfg.service_s
+            );
             let before = batch_docs(client, &server.base).await;
-            let run = label_load(server, texts, 16, per_request, "minilm", phase_s).await;
+            let cpu = ceiling::pid_cpu_s(server.pid());
+            let run = label_load(server, texts, 16, per_request, "minilm", cfg.service_s).await;
+            let cpu = ceiling::pid_cpu_s(server.pid()) - cpu;
             let after = batch_docs(client, &server.base).await;
-            rounds.push(Round {
+            eprintln!("bench:   {:.1} docs/s", run.docs_per_s());
+            service.push(ServiceRun {
                 docs_per_request: per_request,
-                ceiling: c,
-                spinning,
-                per_core: pc,
-                service: run.docs_per_s(),
-                batch: (after.0 - before.0) / (after.1 - before.1).max(1.0),
+                docs_per_s: run.docs_per_s(),
+                docs_per_cpu_s: run.docs as f64 / cpu.max(1e-9),
+                p50_ms: run.percentile_ms(0.5),
+                mean_batch: (after.0 - before.0) / (after.1 - before.1).max(1.0),
             });
         }
+        rounds.push(Round { layouts, service });
     }
     Paired { rounds }
+}
+
+/// Which throughput a comparison reads: per wall-clock second (the target) or per CPU-second.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Per {
+    Second,
+    CpuSecond,
+}
+
+impl Per {
+    fn of(self, r: &ceiling::Rate) -> f64 {
+        match self {
+            Per::Second => r.docs_per_s,
+            Per::CpuSecond => r.docs_per_cpu_s,
+        }
+    }
+
+    fn of_service(self, s: &ServiceRun) -> f64 {
+        match self {
+            Per::Second => s.docs_per_s,
+            Per::CpuSecond => s.docs_per_cpu_s,
+        }
+    }
+}
+
+impl Paired {
+    /// Every layout's median over the rounds (layouts never measured are left out).
+    pub fn layout_medians(&self, per: Per) -> Vec<(ceiling::Layout, f64)> {
+        ceiling::Layout::all()
+            .into_iter()
+            .filter_map(|layout| {
+                let rates: Vec<f64> = self
+                    .layout_rates(layout, per)
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                (!rates.is_empty()).then(|| (layout, support::median(rates)))
+            })
+            .collect()
+    }
+
+    /// One layout's throughput in each round.
+    pub fn layout_rates(&self, layout: ceiling::Layout, per: Per) -> Vec<Option<f64>> {
+        self.rounds
+            .iter()
+            .map(|r| {
+                r.layouts
+                    .iter()
+                    .find(|l| l.0 == layout)
+                    .and_then(|l| l.1.as_ref().map(|rate| per.of(rate)))
+            })
+            .collect()
+    }
+
+    /// The layout with the best median, and that median.
+    pub fn strongest(&self, per: Per) -> (ceiling::Layout, f64) {
+        self.layout_medians(per)
+            .into_iter()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .expect("the in-process layouts are always measured")
+    }
+
+    /// The service's runs per round at one request size.
+    pub fn service(&self, per_request: usize) -> Vec<&ServiceRun> {
+        self.rounds
+            .iter()
+            .flat_map(|r| {
+                r.service
+                    .iter()
+                    .filter(|s| s.docs_per_request == per_request)
+            })
+            .collect()
+    }
+
+    /// Each round's service / strongest layout in the same round, at one request size.
+    pub fn ratios(&self, per_request: usize, per: Per) -> Vec<f64> {
+        let strongest = self.layout_rates(self.strongest(per).0, per);
+        self.service(per_request)
+            .iter()
+            .zip(strongest)
+            .filter_map(|(s, c)| Some(per.of_service(s) / c?))
+            .collect()
+    }
+
+    pub fn median_ratio(&self, per_request: usize, per: Per) -> f64 {
+        support::median(self.ratios(per_request, per))
+    }
+
+    /// One line for the log: the strongest layout and the median ratios.
+    pub fn line(&self) -> String {
+        let (layout, ceil) = self.strongest(Per::Second);
+        let sizes: Vec<String> = TARGET_SIZES
+            .iter()
+            .map(|&n| {
+                format!(
+                    "16 x {n}: {:.2} x ({:.2} x per CPU-second)",
+                    self.median_ratio(n, Per::Second),
+                    self.median_ratio(n, Per::CpuSecond)
+                )
+            })
+            .collect();
+        format!(
+            "bench: strongest ceiling {} ({ceil:.1} docs/s); service / strongest, median of {} rounds: {}",
+            layout.name(),
+            self.rounds.len(),
+            sizes.join(", ")
+        )
+    }
 }
 
 /// `(sum, count)` of the server's `hermes_batch_docs` histogram (documents per encoder batch).

@@ -3,7 +3,8 @@
 
 use serde_json::{Value, json};
 
-use crate::{CachedGets, Config, Duplicate, LoadResult, Paired, Peers, SoakResult};
+use crate::ceiling::Layout;
+use crate::{CachedGets, Config, Duplicate, LoadResult, Paired, Peers, Per, SoakResult};
 
 /// Everything the bench measured, in the order it measured it.
 pub struct Results {
@@ -11,6 +12,8 @@ pub struct Results {
     pub machine: String,
     pub cfg: Config,
     pub peers: Peers,
+    /// The strongest ceiling layout and its median docs/s.
+    pub ceiling: (Layout, f64),
     pub load: Vec<LoadResult>,
     pub paired: Paired,
     pub service_static: LoadResult,
@@ -25,42 +28,83 @@ pub struct Results {
     pub total_s: f64,
 }
 
-impl Paired {
-    /// The median of the rounds' service/ceiling ratios for one request size.
-    pub fn median_ratio(&self, per_request: usize) -> f64 {
-        crate::support::median(
-            self.rounds
-                .iter()
-                .filter(|r| r.docs_per_request == per_request)
-                .map(|r| r.service / r.ceiling)
-                .collect(),
-        )
+/// The paired rounds as markdown: every layout per round with its median (the strongest in
+/// bold), then the service per round against the strongest layout in the same round; the
+/// same per wall-clock second (the target) and per CPU-second (what a shared machine's load
+/// does not move).
+pub fn paired_markdown(paired: &Paired, cfg: &Config) -> String {
+    let rounds = paired.rounds.len();
+    let mut md = format!(
+        "Ceiling layouts ({:.0} s each per round; the in-process ones embed and code, the Python ones embed), then `hermes serve` (release) at 16 clients ({:.0} s per request size per round), back to back in each of {rounds} rounds.\n",
+        cfg.ceiling_s, cfg.service_s
+    );
+    for (per, unit) in [
+        (Per::Second, "docs/s"),
+        (Per::CpuSecond, "docs per CPU-second"),
+    ] {
+        md.push_str(&paired_tables(paired, per, unit));
     }
+    md.push_str("\nTarget: service / strongest ceiling >= 0.95 in docs/s at both request sizes. Per CPU-second, the service's CPU is the server process's (HTTP, JSON, tokenizer, encoder; not the load generator's), a ceiling's that of its threads or processes.\n");
+    md
+}
 
-    /// Every round, per request size, with the median ratio.
-    pub fn line(&self) -> String {
-        [1usize, 16]
+fn paired_tables(paired: &Paired, per: Per, unit: &str) -> String {
+    let (strongest, ceil) = paired.strongest(per);
+    let rounds = paired.rounds.len();
+    let header: String = (1..=rounds).map(|r| format!(" round {r} |")).collect();
+    let rule: String = "---|".repeat(rounds);
+    let mut md = format!("\n**In {unit}:**\n\n| layout |{header} median |\n|---|{rule}---|\n");
+    for (layout, median) in paired.layout_medians(per) {
+        let each: String = paired
+            .layout_rates(layout, per)
             .iter()
-            .map(|&n| {
-                let each: Vec<String> = self.rounds
-                    .iter()
-                    .filter(|r| r.docs_per_request == n)
-                    .map(|r| {
-                        format!(
-                            "{:.1}/{:.1} (ceiling spinning {:.1}, not {:.1}, a session per core {:.1}; mean batch {:.1})",
-                            r.service, r.ceiling, r.spinning.0, r.spinning.1, r.per_core, r.batch
-                        )
-                    })
-                    .collect();
-                format!(
-                    "{n} doc(s)/request: median **{:.2} x** (service/ceiling docs/s per round: {})",
-                    self.median_ratio(n),
-                    each.join(", ")
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("; ")
+            .map(|r| r.map_or(" - |".to_string(), |r| format!(" {r:.1} |")))
+            .collect();
+        let name = layout.name();
+        if layout == strongest {
+            md.push_str(&format!("| **{name}** |{each} **{median:.1}** |\n"));
+        } else {
+            md.push_str(&format!("| {name} |{each} {median:.1} |\n"));
+        }
     }
+    md.push_str(&format!(
+        "\nStrongest ceiling in {unit} (best median): **{}, {ceil:.1}**.\n\n| 16 clients x | service per round | strongest layout, same round | ratio per round | mean batch | p50 ms | median ratio |\n|---|---|---|---|---|---|---|\n",
+        strongest.name()
+    ));
+    let strongest_rates = paired.layout_rates(strongest, per);
+    for n in crate::TARGET_SIZES {
+        let runs = paired.service(n);
+        let join = |v: Vec<String>| v.join(", ");
+        md.push_str(&format!(
+            "| {n} doc(s) | {} | {} | {} | {} | {} | **{:.2} x** |\n",
+            join(
+                runs.iter()
+                    .map(|s| format!("{:.1}", per.of_service(s)))
+                    .collect()
+            ),
+            join(
+                strongest_rates
+                    .iter()
+                    .map(|r| r.map_or("-".to_string(), |r| format!("{r:.1}")))
+                    .collect()
+            ),
+            join(
+                paired
+                    .ratios(n, per)
+                    .iter()
+                    .map(|r| format!("{r:.2}"))
+                    .collect()
+            ),
+            join(
+                runs.iter()
+                    .map(|s| format!("{:.1}", s.mean_batch))
+                    .collect()
+            ),
+            join(runs.iter().map(|s| format!("{:.0}", s.p50_ms)).collect()),
+            paired.median_ratio(n, per)
+        ));
+    }
+    md
 }
 
 /// The markdown report.
@@ -71,10 +115,9 @@ pub fn markdown(r: &Results) -> String {
         load,
         ..
     } = r;
-    let (ceil, best_batch, arena) = (peers.ceiling, peers.best_batch, peers.arena);
+    let ceil = r.ceiling.1;
     let (label, label_static) = (peers.label, peers.label_static);
-    let (get_s, soak_s, rounds_each) = (r.cfg.get_s, r.cfg.soak_s, r.cfg.rounds_each);
-    let paired_line = r.paired.line();
+    let (get_s, soak_s) = (r.cfg.get_s, r.cfg.soak_s);
     let (gets, pinned) = (&r.gets.client, &r.gets.pinned);
     let (server_p99_ms, server_under_1ms) = (r.gets.server_p99_ms, r.gets.server_under_1ms);
     let (encode_docs_s, cached_docs_s) = (r.duplicate.encode_docs_s, r.duplicate.cached_docs_s);
@@ -82,26 +125,12 @@ pub fn markdown(r: &Results) -> String {
     let (soak_ok, soak_refused, slope) = (r.soak.run.ok, r.soak.run.refused, r.soak.slope);
     let (pid, survived, still_ready, total_s) = (r.pid, r.survived, r.still_ready, r.total_s);
 
-    let at16 = load
-        .iter()
-        .filter(|l| l.clients == 16)
-        .map(|l| l.docs_per_s)
-        .fold(0.0, f64::max);
-    let by_batch = peers
-        .by_batch
-        .iter()
-        .map(|(b, d)| format!("batch {b}: {d:.1}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let python_line = peers
-        .python
-        .map_or("not run (no .cache/venv)".to_string(), |p| {
-            format!("{p:.1} docs/s = {:.2} x the ceiling", p / ceil)
-        });
-    let arena_ratio = arena / ceil;
     let mut md = format!(
-        "# hermes bench ({machine})\n\nIn-process ceiling (encoder + transform + quantizer, length-sorted batches, best batch size): **{ceil:.1} docs/s** ({by_batch}). Python onnxruntime, same encoder.onnx and texts, batches of 32: {python_line}. Batch {best_batch} with ONNX Runtime's CPU arena and memory pattern on (hermes leaves them off): {arena:.1} docs/s = {arena_ratio:.2} x the ceiling.\n\n\
-         | clients | docs/request | requests | refused | docs/s | p50 ms | p95 ms | p99 ms | service/ceiling |\n|---|---|---|---|---|---|---|---|---|\n"
+        "# hermes bench ({machine})\n\nThe machine is shared: compare figures within a round, not across runs.\n\n{}\n\
+         The load table ({:.0} s per row; ratio to the strongest ceiling's median, {ceil:.1} docs/s):\n\n\
+         | clients | docs/request | requests | refused | docs/s | p50 ms | p95 ms | p99 ms | service/ceiling |\n|---|---|---|---|---|---|---|---|---|\n",
+        paired_markdown(&r.paired, &r.cfg),
+        r.cfg.phase_s
     );
     for l in load {
         md.push_str(&format!(
@@ -117,14 +146,6 @@ pub fn markdown(r: &Results) -> String {
             l.ratio_to_ceiling
         ));
     }
-    let per_core_sizes = match best_batch {
-        1 | 4 => "1 and 4".to_string(),
-        b => format!("1, 4 and {b}"),
-    };
-    md.push_str(&format!(
-        "\nTarget service >= 0.95 x ceiling at 16 clients, in paired rounds (the ceiling: the best of one two-thread session at batch {best_batch} with ONNX Runtime's threads spinning and not spinning, and one single-threaded session per core at its best of batch {per_core_sizes}; then the service, back to back, {rounds_each} rounds each): {paired_line}. In the table above (ceiling measured once, at the start): best {at16:.1} docs/s = {:.2} x.\n",
-        at16 / ceil
-    ));
     let minilm16 = load
         .iter()
         .filter(|l| l.clients == 16 && l.docs_per_request == 16)
@@ -184,22 +205,33 @@ pub fn markdown(r: &Results) -> String {
 
 /// The JSON report: the same figures, and the raw ones behind them.
 pub fn json(r: &Results) -> Value {
-    let (peers, ceil, paired) = (&r.peers, r.peers.ceiling, &r.paired);
+    let (peers, ceil, paired) = (&r.peers, r.ceiling.1, &r.paired);
     let (label, label_static) = (peers.label, peers.label_static);
     let (gets, pinned) = (&r.gets.client, &r.gets.pinned);
     let duplicate = &r.duplicate;
+    let rounds: Vec<Value> = paired
+        .rounds
+        .iter()
+        .map(|round| {
+            let layouts: Vec<Value> = round
+                .layouts
+                .iter()
+                .map(|(l, rate)| json!({"layout": l, "name": l.name(), "rate": rate}))
+                .collect();
+            json!({"layouts": layouts, "service_16_clients": round.service})
+        })
+        .collect();
     json!({
         "machine": r.machine,
-        "ceiling_docs_per_s": ceil,
-        "ceiling_by_batch": peers.by_batch,
-        "arena_on_best_batch_docs_per_s": peers.arena,
-        "python_onnxruntime_docs_per_s": peers.python,
+        "ceiling": {"layout": r.ceiling.0, "name": r.ceiling.0.name(), "median_docs_per_s": ceil},
+        "ceiling_layout_medians": paired.layout_medians(Per::Second).iter().zip(paired.layout_medians(Per::CpuSecond)).map(|((l, m), (_, c))| json!({"layout": l, "name": l.name(), "median_docs_per_s": m, "median_docs_per_cpu_s": c})).collect::<Vec<_>>(),
+        "paired_rounds": rounds,
+        "paired_median_ratio": {"16x16": paired.median_ratio(16, Per::Second), "16x1": paired.median_ratio(1, Per::Second)},
+        "paired_median_ratio_per_cpu_second": {"16x16": paired.median_ratio(16, Per::CpuSecond), "16x1": paired.median_ratio(1, Per::CpuSecond)},
         "label": {"docs": label.docs, "docs_per_s_with_startup": label.with_startup, "docs_per_s_steady": label.steady, "ratio": label.steady / ceil},
         "label_static": {"docs": label_static.docs, "docs_per_s_with_startup": label_static.with_startup, "docs_per_s_steady": label_static.steady, "vs_minilm": label_static.steady / label.steady},
         "service_static_16x16": {"docs_per_s": r.service_static.docs_per_s, "p50_ms": r.service_static.p50_ms},
         "load": r.load,
-        "paired_16_clients": paired.rounds.iter().map(|r| json!({"docs_per_request": r.docs_per_request, "mean_batch_docs": r.batch, "ceiling": r.ceiling, "ceiling_spinning": r.spinning.0, "ceiling_not_spinning": r.spinning.1, "ceiling_session_per_core": r.per_core, "service": r.service, "ratio": r.service / r.ceiling})).collect::<Vec<_>>(),
-        "paired_median_ratio": {"1": paired.median_ratio(1), "16": paired.median_ratio(16)},
         "cached_get": {"rate": 2000, "seconds": r.cfg.get_s, "requests": gets.requests, "failed": gets.failed, "p50_ms": gets.p50_ms, "p99_ms": gets.p99_ms, "p99_from_send_ms": gets.p99_from_send_ms, "timer_late_p99_ms": gets.late_p99_ms, "server_share_under_1ms": r.gets.server_under_1ms, "pinned_p99_ms": pinned.as_ref().map(|p| p.p99_ms), "pinned_p99_from_send_ms": pinned.as_ref().map(|p| p.p99_from_send_ms), "server_p99_bucket_ms": r.gets.server_p99_ms},
         "duplicate": {"encode_docs_per_s": duplicate.encode_docs_s, "cached_docs_per_s": duplicate.cached_docs_s, "ratio": duplicate.cached_docs_s / duplicate.encode_docs_s},
         "rss_kib": {"idle": r.rss_kib.0, "peak_load": r.rss_kib.1, "peak": r.rss_kib.2, "soak_samples": r.soak.run.rss_samples},
