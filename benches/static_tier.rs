@@ -45,19 +45,7 @@ fn inputs(dir: &Path) -> Vec<PathBuf> {
 
 /// One `hermes label --encoder static` run: (wall s, CPU s).
 fn hermes_label(input: &Path, out: &Path) -> (f64, f64) {
-    let _ = std::fs::remove_dir_all(out);
-    let bundle = support::default_bundle_dir();
-    let u = support::run_usage(&[
-        "label",
-        "--bundle",
-        bundle.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--encoder",
-        "static",
-    ]);
+    let u = support::label_static(input, out, &[]);
     (u.wall_s, u.cpu_s)
 }
 

@@ -69,23 +69,9 @@ tok.save(sys.argv[2])
 
 /// Median wall seconds, CPU seconds and peak RSS (MiB) of `runs` labelings of `input`.
 fn label(input: &Path, out: &Path, extra: &[&str], runs: usize) -> (f64, f64, f64) {
-    let bundle = support::default_bundle_dir();
     let (mut secs, mut cpu, mut rss) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..runs {
-        let _ = std::fs::remove_dir_all(out);
-        let mut args = vec![
-            "label",
-            "--bundle",
-            bundle.to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--encoder",
-            "static",
-        ];
-        args.extend_from_slice(extra);
-        let u = support::run_usage(&args);
+        let u = support::label_static(input, out, extra);
         secs.push(u.wall_s);
         cpu.push(u.cpu_s);
         rss.push(u.peak_rss_mib);

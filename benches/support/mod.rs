@@ -9,7 +9,7 @@
 pub mod load;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -224,6 +224,26 @@ impl Server {
 pub fn run_peak_rss(args: &[&str]) -> (f64, f64) {
     let u = run_usage(args);
     (u.wall_s, u.peak_rss_mib)
+}
+
+/// One `hermes label --encoder static` of `input` into a fresh `out` (the default bundle, then
+/// `extra` flags): what it took.
+pub fn label_static(input: &Path, out: &Path, extra: &[&str]) -> Usage {
+    let _ = std::fs::remove_dir_all(out);
+    let bundle = default_bundle_dir();
+    let mut args = vec![
+        "label",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--encoder",
+        "static",
+    ];
+    args.extend_from_slice(extra);
+    run_usage(&args)
 }
 
 /// What one run of `hermes` took, from `wait4` (the child's own figures).
