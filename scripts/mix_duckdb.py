@@ -43,7 +43,7 @@ import duckdb
 def query(files, seed, budget, size, epochs, temperature, quality, top, out, key):
     seed_blob = "".join("\\x%02X" % b for b in seed.to_bytes(8, "little"))
     if key == "sha256":
-        key_sql = f"('0x' || substr(sha256('{seed_blob}'::BLOB || id::BLOB), 1, 16))::UBIGINT"
+        key_sql = f"('0x' || substr(sha256('{seed_blob}'::BLOB || encode(id)), 1, 16))::UBIGINT"
     else:
         # DuckDB's own 64-bit hash: not hermes' key, so another (as random) order of rows.
         key_sql = f"hash({seed}, id)"

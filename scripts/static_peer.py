@@ -44,7 +44,8 @@ def main() -> None:
     tok = Tokenizer.from_file(f"{bundle}/tokenizer.json")
     tok.no_padding()
     tok.no_truncation()
-    # hermes holds the f16 table as f32 and sums in f32: the same here.
+    # hermes keeps the stored f16 table and sums each row into f32; model2vec takes the table
+    # as f32 (the same values) and sums in f32.
     table = load_file(f"{bundle}/{manifest['static']['file']}")["static.table"].astype(np.float32)
     max_tokens = manifest["static"]["max_tokens"]
     model = StaticModel(table, tok, normalize=True, max_length=max_tokens)

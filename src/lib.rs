@@ -26,6 +26,7 @@ pub mod cache;
 pub mod cards;
 pub mod cli;
 pub mod corpus;
+pub mod descriptors;
 pub mod encoder;
 pub mod eval;
 pub mod fit;

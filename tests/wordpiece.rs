@@ -47,8 +47,14 @@ const WAYS: [(&str, usize, bool); 4] = [
     ("eight", 8, false),
 ];
 
-/// Checks hermes against Python on `texts`; `what` names the set in failures.
+/// Checks hermes against Python on `texts` with the bundle's tokenizer; `what` names the set
+/// in failures.
 fn check(what: &str, texts: &[String]) {
+    check_with(what, &bundle_tokenizer(), texts);
+}
+
+/// Checks hermes against Python on `texts` with the `tokenizer.json` at `tokenizer`.
+fn check_with(what: &str, tokenizer: &Path, texts: &[String]) {
     let dir = Path::new(ROOT).join("target/wordpiece-test").join(what);
     std::fs::create_dir_all(&dir).unwrap();
     let input = dir.join("texts.jsonl");
@@ -62,7 +68,7 @@ fn check(what: &str, texts: &[String]) {
     let py = Command::new(Path::new(ROOT).join(".cache/venv/bin/python"))
         .arg("-c")
         .arg(REFERENCE)
-        .arg(bundle_tokenizer())
+        .arg(tokenizer)
         .arg(&input)
         .arg(&output)
         .output()
@@ -74,10 +80,10 @@ fn check(what: &str, texts: &[String]) {
     );
     let reference: Value = serde_json::from_slice(&std::fs::read(&output).unwrap()).unwrap();
     for (way, max_tokens, special) in WAYS {
-        let tok = Tokenizer::from_file(&bundle_tokenizer(), max_tokens).unwrap();
+        let tok = Tokenizer::from_file(tokenizer, max_tokens).unwrap();
         assert!(
             tok.is_wordpiece(),
-            "the bundle's tokenizer must take hermes' WordPiece"
+            "{what}: a BERT-shaped tokenizer must take hermes' WordPiece"
         );
         let expected = reference[way].as_array().unwrap();
         assert_eq!(expected.len(), texts.len());
@@ -177,6 +183,8 @@ fn hard_cases() -> Vec<String> {
         "Café naïve résumé façade coöperate Ångström",
         "combining e\u{301} a\u{323}\u{302} a\u{302}\u{323} o\u{308}\u{304} x\u{20dd}",
         "marks after a removed control: a\u{0}\u{301}\u{327} b\u{200b}\u{308}",
+        "reordering marks around removed ASCII controls: a\u{327}\u{1}\u{301}\u{1d165}\u{7f}\u{1d16d}",
+        "x\u{1d16d}\u{0}\u{1d165} e\u{301}\u{1f}\u{323}",
         "İstanbul ǅungla ß ẞ ΣΑΣ σς ﬁne ﬀ ŉ Ǆ ΐ \u{345} ᾼ",
         "中文字符测试，漢字！ 𠀀𠀁𪜀 compat \u{f900}\u{f9d1}\u{2f800}",
         "日本語のテキスト、カタカナ・ひらがな。ｶﾀｶﾅ",
@@ -282,4 +290,38 @@ fn other_shapes_fall_back_to_hf() {
         tok.encode(text, false).unwrap(),
         bert.encode(text, false).unwrap()
     );
+}
+
+/// Every other setting of the BERT normaliser that hermes' WordPiece accepts (cased, accents
+/// kept or stripped whatever the case, no control-character cleaning, no CJK spacing), each on
+/// the hard cases and the first French summaries: the bundle only exercises one of them.
+#[test]
+fn other_normaliser_settings_ids_equal_hf() {
+    let raw = std::fs::read_to_string(bundle_tokenizer()).unwrap();
+    let mut texts = hard_cases();
+    texts.extend(jsonl_texts(&wiki_lang("fr")).into_iter().take(300));
+    let settings = [
+        ("cased", json!({"lowercase": false, "strip_accents": null})),
+        (
+            "cased-stripped",
+            json!({"lowercase": false, "strip_accents": true}),
+        ),
+        (
+            "lower-accents-kept",
+            json!({"lowercase": true, "strip_accents": false}),
+        ),
+        ("no-clean-text", json!({"clean_text": false})),
+        ("no-cjk-spacing", json!({"handle_chinese_chars": false})),
+    ];
+    for (name, change) in settings {
+        let mut t: Value = serde_json::from_str(&raw).unwrap();
+        for (k, v) in change.as_object().unwrap() {
+            t["normalizer"][k] = v.clone();
+        }
+        let dir = Path::new(ROOT).join("target/wordpiece-test/settings");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.json"));
+        std::fs::write(&path, t.to_string()).unwrap();
+        check_with(&format!("normaliser-{name}"), &path, &texts);
+    }
 }

@@ -41,14 +41,20 @@ impl Table {
                     unsafe { x86::sum_rows_f16(t, ids, out) };
                     return;
                 }
-                for &id in ids {
-                    let row = &t[id as usize * dim..(id as usize + 1) * dim];
-                    out.iter_mut()
-                        .zip(row)
-                        .for_each(|(o, &x)| *o += half::f16::from_bits(x).to_f32());
-                }
+                sum_rows_f16_scalar(t, ids, out);
             }
         }
+    }
+}
+
+/// The f16 sum without SIMD (other CPUs and architectures): `out` must start at zero.
+fn sum_rows_f16_scalar(table: &[u16], ids: &[u32], out: &mut [f32]) {
+    let dim = out.len();
+    for &id in ids {
+        let row = &table[id as usize * dim..(id as usize + 1) * dim];
+        out.iter_mut()
+            .zip(row)
+            .for_each(|(o, &x)| *o += half::f16::from_bits(x).to_f32());
     }
 }
 
@@ -98,7 +104,7 @@ mod x86 {
 mod tests {
     use super::Table;
 
-    /// The f16 path (SIMD where the CPU has it) against the f32 loop on the same values: equal
+    /// The f16 paths (SIMD where the CPU has it, and the scalar fallback) against the f32 loop on the same values: equal
     /// bit for bit, for a width with a remainder after the 64-column blocks.
     #[test]
     fn f16_rows_sum_as_the_f32_loop_does() {
@@ -113,8 +119,12 @@ mod tests {
         let ids = [3u32, 49, 0, 3, 17, 17, 17, 2];
         let (mut a, mut b) = (vec![0f32; dim], vec![1f32; dim]);
         Table::F32(f32s).sum_rows(&ids, &mut a);
+        // The scalar fallback, which a CPU with AVX2 and F16C never takes in sum_rows.
+        let mut c = vec![0f32; dim];
+        super::sum_rows_f16_scalar(&bits, &ids, &mut c);
         Table::F16(bits).sum_rows(&ids, &mut b);
         assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+        assert!(a.iter().zip(&c).all(|(x, y)| x.to_bits() == y.to_bits()));
         assert!(a.iter().any(|&x| x != 0.0));
     }
 }

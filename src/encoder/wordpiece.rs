@@ -4,7 +4,7 @@
 //! time.
 //!
 //! [`WordPiece::from_json`] accepts only that shape and returns `None` for anything else, so
-//! the caller falls back to HF. Behaviour follows `tokenizers` 0.22 step by step, with the very
+//! the caller falls back to HF. Behaviour follows the `tokenizers` crate (0.22, the version Cargo.lock pins; the tests compare against the Python package pinned in scripts/requirements.txt) step by step, with the very
 //! Unicode tables it uses (`unicode_categories`, `unicode-normalization-alignments`):
 //! 1. added tokens (`[CLS]`, `[MASK]`, ...) are cut out of the raw text, leftmost-longest;
 //! 2. each piece between them is normalised: clean_text drops NUL, U+FFFD and Cc/Cf/Co except
@@ -408,19 +408,20 @@ impl WordPiece {
     /// Normalises one ASCII byte into `norm`.
     #[inline]
     fn ascii(&self, b: u8, norm: &mut Buffers) {
-        if !norm.run.is_empty() {
-            self.flush(norm);
-        }
         let n = self.normalizer;
         let mut b = b;
         if n.clean_text {
             match b {
                 b'\t' | b'\n' | b'\r' => b = b' ',
-                // NUL and the other C0 controls and DEL are Cc: dropped.
+                // NUL and the other C0 controls and DEL are Cc: dropped before NFD sees the
+                // text (as HF does), so they must not end the pending NFD run either.
                 0..=0x1f | 0x7f => return,
                 // U+000B/U+000C are Cc too (above); nothing else ASCII is whitespace.
                 _ => {}
             }
+        }
+        if !norm.run.is_empty() {
+            self.flush(norm);
         }
         if n.lowercase {
             b = b.to_ascii_lowercase();

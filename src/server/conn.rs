@@ -127,31 +127,15 @@ fn is_connection_error(e: &io::Error) -> bool {
 /// than it holds: past it, accepting fails and the cap never comes into play.
 pub fn raise_descriptor_limit(max_connections: usize) {
     const OTHER_DESCRIPTORS: u64 = 256;
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain system calls on a local struct.
-    let soft = unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            tracing::warn!(error = %io::Error::last_os_error(), "cannot read the descriptor limit");
+    let soft = match crate::descriptors::raise_soft_limit() {
+        Ok(soft) => soft,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the descriptor limit");
             return;
         }
-        if limit.rlim_cur < limit.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: limit.rlim_max,
-                rlim_max: limit.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                limit.rlim_cur = limit.rlim_max;
-            } else {
-                tracing::warn!(error = %io::Error::last_os_error(), "cannot raise the descriptor limit");
-            }
-        }
-        limit.rlim_cur
     };
     let needed = max_connections as u64 + OTHER_DESCRIPTORS;
-    if soft != libc::RLIM_INFINITY && soft < needed {
+    if soft < needed {
         tracing::warn!(
             descriptor_limit = soft,
             max_connections,

@@ -334,7 +334,7 @@ pub fn count(
     let mut records: Vec<Vec<u64>> = Vec::with_capacity(files.len());
     in_file_order(
         files.len(),
-        passes.threads,
+        spill::readers_within_descriptors(passes.threads),
         &|i| {
             spill::count_file(
                 &files[i].path,

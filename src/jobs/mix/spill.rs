@@ -255,6 +255,20 @@ pub fn read_file(
     Ok(())
 }
 
+/// How many codes files may be read at once by readers that each hold the file and up to
+/// [`PARTS`] more (pass 1's scratch files, swarm's selection writers): `threads`, or fewer
+/// when the descriptor limit (raised to the hard limit first) cannot hold them with 256
+/// descriptors to spare (a soft limit of 1,024 allows 11).
+pub fn readers_within_descriptors(threads: usize) -> usize {
+    const SPARE: u64 = 256;
+    let per_reader = PARTS as u64 + 1;
+    let limit = crate::descriptors::raise_soft_limit().unwrap_or(1024);
+    let room = (limit.saturating_sub(SPARE) / per_reader).max(1);
+    threads
+        .min(usize::try_from(room).unwrap_or(usize::MAX))
+        .max(1)
+}
+
 /// The scratch directory of one plan, removed (with its files) when dropped.
 pub struct Scratch {
     dir: PathBuf,
@@ -266,9 +280,18 @@ impl Scratch {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
-        let dir = parent.join(format!(".scratch-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        Ok(Scratch { dir })
+        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        // `create_dir`, not `_all`: a name another task (another host sharing `--out`) took
+        // already is an error here, and the next name is tried.
+        for attempt in 0u32.. {
+            let dir = parent.join(format!(".scratch-{}-{nanos}-{attempt}", std::process::id()));
+            match std::fs::create_dir(&dir) {
+                Ok(()) => return Ok(Scratch { dir }),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 1000 => {}
+                Err(e) => return Err(format!("{}: {e}", dir.display())),
+            }
+        }
+        unreachable!("the loop returns")
     }
 
     /// Codes file `i`'s scratch file of part `part`.

@@ -56,12 +56,15 @@ pub fn select_all(
     let cols = selection_columns(base);
     // Writing N selections is most of the work (the plan passes are shared): the files are
     // spread over the cores, each read once per chunk of variants by one worker. Chunks keep
-    // the open selection files (and their buffers) at workers × CHUNK.
+    // the open selection files (and their buffers) at workers × CHUNK, so the workers are
+    // also as many as the descriptor limit holds at CHUNK + 1 files each (as mix's pass 1).
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(files.len());
+    const _: () = assert!(CHUNK <= crate::jobs::mix::spill::PARTS);
+    let workers = crate::jobs::mix::spill::readers_within_descriptors(
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+    )
+    .min(files.len());
     let jobs: Vec<(usize, usize)> = (0..files.len())
         .flat_map(|fi| (0..variants.len()).step_by(CHUNK).map(move |v| (fi, v)))
         .collect();
